@@ -1,0 +1,203 @@
+"""Artifact folders: what a stage hands to the next, hashing, manifests, atomic publishing.
+
+Torch-free on purpose: `serve/` imports this module to verify a folder before loading it.
+
+A variant folder (see DESIGN.md) holds ``model.onnx``, ``config.json`` (with ``id2label``), the tokenizer
+files, ``manifest.json`` and a ``README.md`` model card. The manifest lists the sha256 of every other file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from structbert_lite.errors import ArtifactError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.json"
+MODEL_NAME = "model.onnx"
+MANIFEST_SCHEMA = 1
+# Files a loadable variant folder must hold (tokenizer: tokenizer.json and/or vocab.txt).
+REQUIRED_FILES = (MODEL_NAME, "config.json", "tokenizer_config.json", MANIFEST_NAME, "README.md")
+
+
+@dataclasses.dataclass
+class Artifact:
+    """A folder produced by a stage. ``meta`` travels into the manifest (source, config, metrics...)."""
+
+    path: Path
+    variant: str
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_NAME
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_folder(folder: Path, exclude: tuple[str, ...] = (MANIFEST_NAME,)) -> dict[str, str]:
+    """sha256 of every regular file under ``folder`` (relative posix paths), sorted."""
+    hashes = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_file() and rel not in exclude:
+            hashes[rel] = sha256_file(path)
+    return hashes
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+
+
+def write_manifest(folder: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """Write ``manifest.json`` with the hashes of every other file in ``folder`` plus ``fields``."""
+    manifest = {"schema": MANIFEST_SCHEMA, "created_at": utc_now(), **fields, "files": hash_folder(folder)}
+    write_json(folder / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        raise ArtifactError(
+            f"{folder} has no {MANIFEST_NAME}: it is not a published structbert-lite variant folder "
+            "(point at e.g. artifacts/demo/int8-dynamic)"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); the folder is corrupt, re-publish it") from exc
+
+
+def manifest_digest(folder: Path) -> str:
+    """sha256 of manifest.json itself: one id for the whole folder."""
+    return sha256_file(Path(folder) / MANIFEST_NAME)
+
+
+def verify_folder(folder: Path) -> list[str]:
+    """Problems found checking ``folder`` against its manifest; an empty list means it verifies."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return [f"{folder} is not a directory"]
+    try:
+        manifest = read_manifest(folder)
+    except ArtifactError as exc:
+        return [str(exc)]
+    expected = manifest.get("files")
+    if not isinstance(expected, dict) or not expected:
+        return [f"{folder / MANIFEST_NAME} lists no files"]
+    problems = []
+    for rel, digest in sorted(expected.items()):
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"missing file: {rel}")
+        elif sha256_file(path) != digest:
+            problems.append(f"hash mismatch: {rel} (expected {digest[:12]}…, got {sha256_file(path)[:12]}…)")
+    for rel in hash_folder(folder):
+        if rel not in expected:
+            problems.append(f"unexpected file not in manifest: {rel}")
+    for name in REQUIRED_FILES:
+        if name not in expected and name != MANIFEST_NAME:
+            problems.append(f"manifest does not list required file: {name}")
+    if "tokenizer.json" not in expected and "vocab.txt" not in expected:
+        problems.append("no tokenizer file (tokenizer.json or vocab.txt)")
+    return problems
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def staging_dir(final: Path) -> Iterator[Path]:
+    """A fresh temporary folder beside ``final`` (same filesystem, so the rename is atomic).
+
+    Removed on error; the caller publishes it with :func:`publish_atomically`.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def publish_atomically(staged: Path, final: Path) -> Path:
+    """Move a complete ``staged`` folder to ``final`` so a reader sees the old folder or the new, never half.
+
+    The old folder (if any) is renamed aside first and deleted only after the new one is in place, so an
+    interruption at any point leaves a complete folder at ``final`` or under ``.<name>.old-*`` beside it.
+    """
+    staged, final = Path(staged), Path(final)
+    _fsync_tree(staged)
+    old = None
+    if final.exists():
+        old = final.parent / f".{final.name}.old-{os.getpid()}"
+        if old.exists():
+            shutil.rmtree(old)
+        os.rename(final, old)
+    try:
+        os.rename(staged, final)
+    except BaseException:
+        if old is not None:
+            os.rename(old, final)
+        raise
+    _fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    logger.info("published %s", final)
+    return final
+
+
+def recover_interrupted(parent: Path) -> None:
+    """Clean up after a run killed mid-publish: restore ``.<name>.old-*`` where ``<name>`` is gone, drop temps."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return
+    for entry in parent.iterdir():
+        name = entry.name
+        if name.startswith(".") and ".old-" in name:
+            target = parent / name[1:].split(".old-")[0]
+            if not target.exists():
+                os.rename(entry, target)
+                logger.warning("restored %s from an interrupted publish", target)
+            else:
+                shutil.rmtree(entry, ignore_errors=True)
+        elif name.startswith(".") and ".tmp-" in name:
+            shutil.rmtree(entry, ignore_errors=True)

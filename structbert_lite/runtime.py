@@ -1,0 +1,136 @@
+"""Torch-free inference over a variant folder: onnxruntime + tokenizers + numpy.
+
+Used by `validate/` (to score variants) and by `serve/` (to answer requests), so both see exactly the same
+tokenization, padding and label mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from structbert_lite.errors import ArtifactError, ModelFileError
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# Checkpoint label names (ModelScope uses 负面/正面) -> the English names the API returns.
+ENGLISH_LABELS = {
+    "负面": "Negative",
+    "正面": "Positive",
+    "negative": "Negative",
+    "positive": "Positive",
+    "label_0": "Negative",
+    "label_1": "Positive",
+}
+
+
+def english_label(name: str) -> str:
+    return ENGLISH_LABELS.get(str(name).strip().lower(), ENGLISH_LABELS.get(str(name).strip(), str(name)))
+
+
+def read_label_names(folder: Path) -> list[str]:
+    """English label names in id order, from ``config.json``'s ``id2label``."""
+    path = Path(folder) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+        id2label = {int(k): v for k, v in config["id2label"].items()}
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} is missing: the folder is not a variant folder") from None
+    except (KeyError, ValueError, AttributeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} has no usable id2label ({exc!r})") from None
+    return [english_label(id2label[i]) for i in range(len(id2label))]
+
+
+def load_tokenizer(folder: Path, max_length: int):
+    """A `tokenizers.Tokenizer` that truncates to ``max_length`` and pads to the longest in the batch."""
+    from tokenizers import Tokenizer
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    folder = Path(folder)
+    if (folder / "tokenizer.json").is_file():
+        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    elif (folder / "vocab.txt").is_file():
+        tokenizer = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)
+    else:
+        raise ArtifactError(f"{folder} has neither tokenizer.json nor vocab.txt")
+    tokenizer.enable_truncation(max_length=max_length)
+    pad_id = tokenizer.token_to_id("[PAD]")
+    tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")
+    return tokenizer
+
+
+def encode(tokenizer, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Tokenize with dynamic padding (to the longest text of this batch). Shapes: (batch, seq)."""
+    encodings = tokenizer.encode_batch(list(texts))
+    return {
+        "input_ids": np.asarray([e.ids for e in encodings], dtype=np.int64),  # (batch, seq)
+        "attention_mask": np.asarray([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.asarray([e.type_ids for e in encodings], dtype=np.int64),
+    }
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def create_session(model_path: Path, threads: int | None = None, optimize: bool = True):
+    """An onnxruntime CPU session with a fixed intra-op thread budget; corrupt files get a clear error."""
+    import onnxruntime as ort
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelFileError(f"ONNX model {model_path} does not exist")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several types for a bad file
+        raise ModelFileError(
+            f"onnxruntime cannot load {model_path}: {exc}. The file is corrupt or truncated; re-run the "
+            "pipeline (or `structbert-lite verify` the folder)"
+        ) from None
+
+
+class OnnxClassifier:
+    """Scores texts with a variant folder's ``model.onnx``."""
+
+    def __init__(self, folder: Path, max_length: int = 128, threads: int | None = None, model_file: str = "model.onnx"):
+        self.folder = Path(folder)
+        self.max_length = max_length
+        self.session = create_session(self.folder / model_file, threads)
+        self.tokenizer = load_tokenizer(self.folder, max_length)
+        self.labels = read_label_names(self.folder)
+        self._input_names = {i.name for i in self.session.get_inputs()}
+
+    def logits_for_encoding(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        feed = {k: v for k, v in feed.items() if k in self._input_names}
+        return self.session.run(["logits"], feed)[0]  # (batch, num_labels)
+
+    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Logits for ``texts`` in order; batches are length-sorted so padding stays small."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self.logits_for_encoding(encode(self.tokenizer, [texts[i] for i in idx]))
+        return out
+
+    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[dict]:
+        probs = softmax(self.logits(texts, batch_size))
+        best = probs.argmax(axis=-1)
+        return [{"label": self.labels[b], "score": float(p[b])} for b, p in zip(best, probs)]
