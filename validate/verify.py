@@ -1,0 +1,123 @@
+"""`structbert-lite verify DIR` and the SHA256SUMS file CI publishes next to the released folders.
+
+``DIR`` is one variant folder (it holds ``manifest.json``) or a run's output folder holding several
+variant folders; every folder is checked against its manifest (files present, sha256 equal, nothing
+extra). A ``SHA256SUMS`` file in ``DIR`` is checked too. Usable without the CLI:
+``python -m structbert_lite.validate.verify DIR`` / ``... --write-sha256sums ROOT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from structbert_lite.artifact import MANIFEST_NAME, sha256_file, verify_folder
+
+logger = logging.getLogger(__name__)
+
+SHA256SUMS = "SHA256SUMS"
+
+
+def variant_folders(root: Path) -> list[Path]:
+    """``root`` itself if it holds a manifest, else its non-hidden sub-folders that do."""
+    root = Path(root)
+    if (root / MANIFEST_NAME).is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_NAME).is_file())
+
+
+def _published_files(root: Path) -> list[Path]:
+    """Regular files under ``root`` minus SHA256SUMS and hidden staging/backup entries (``.x.tmp-*``)."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if not name.startswith(".") and path.relative_to(root).as_posix() != SHA256SUMS:
+                files.append(path)
+    return files
+
+
+def write_sha256sums(root: Path) -> Path:
+    """Write ``root/SHA256SUMS`` (``sha256sum`` format: ``<hex>  <relative path>``) for every published file."""
+    root = Path(root)
+    lines = [f"{sha256_file(p)}  {p.relative_to(root).as_posix()}\n" for p in _published_files(root)]
+    path = root / SHA256SUMS
+    tmp = root / f".{SHA256SUMS}.tmp-{os.getpid()}"
+    tmp.write_text("".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def check_sha256sums(root: Path) -> list[str]:
+    """Problems checking ``root/SHA256SUMS`` (what ``sha256sum -c`` would report)."""
+    root = Path(root)
+    problems = []
+    for number, line in enumerate((root / SHA256SUMS).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        digest, sep, rel = line.partition("  ")
+        if not sep or len(digest) != 64:
+            problems.append(f"{SHA256SUMS}:{number}: malformed line")
+            continue
+        rel = rel.lstrip("*")
+        path = root / rel
+        if not path.is_file():
+            problems.append(f"{SHA256SUMS}: missing file: {rel}")
+        elif sha256_file(path) != digest:
+            problems.append(f"{SHA256SUMS}: hash mismatch: {rel}")
+    return problems
+
+
+def verify_tree(root: Path) -> dict[str, list[str]]:
+    """``{folder or SHA256SUMS path: problems}`` for every variant folder under ``root``."""
+    root = Path(root)
+    folders = variant_folders(root)
+    results: dict[str, list[str]] = {}
+    if not folders:
+        results[str(root)] = [
+            f"{root} is not a directory" if not root.is_dir() else
+            f"{root} holds no {MANIFEST_NAME} and no variant folders with one (point at a published variant "
+            "folder, e.g. artifacts/demo/int8-dynamic, or its parent)"
+        ]
+    for folder in folders:
+        results[str(folder)] = verify_folder(folder)
+    if (root / SHA256SUMS).is_file():
+        results[str(root / SHA256SUMS)] = check_sha256sums(root)
+    return results
+
+
+def verify_command(folder: Path, stream: TextIO | None = None) -> int:
+    """Check ``folder`` (a variant folder or a parent of several); print one line per folder and per problem.
+
+    Returns the process exit code: 0 when everything verifies, 1 otherwise.
+    """
+    stream = stream or sys.stdout
+    results = verify_tree(Path(folder))
+    for name, problems in results.items():
+        stream.write(f"{'✓' if not problems else '✗'} {name}\n")
+        for problem in problems:
+            stream.write(f"    {problem}\n")
+    bad = sum(1 for problems in results.values() if problems)
+    stream.write(f"{len(results) - bad} ok, {bad} with problems\n")
+    return 1 if bad else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m structbert_lite.validate.verify", description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, help="a variant folder or a folder holding several")
+    parser.add_argument("--write-sha256sums", action="store_true", help="first write FOLDER/SHA256SUMS")
+    args = parser.parse_args(argv)
+    if args.write_sha256sums:
+        write_sha256sums(args.folder)
+    return verify_command(args.folder)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
