@@ -1,0 +1,180 @@
+"""The FastAPI app: POST /predict, POST /predict_batch, GET /health, GET /stats, GET / (web UI).
+
+``create_app`` verifies and loads the artifact before it returns (a tampered folder raises ArtifactError);
+the warm-up request runs once the server has started, and /health says "ready" only after it answered.
+"""
+
+# No `from __future__ import annotations` here: FastAPI must resolve the per-app request models in the
+# route signatures at runtime, and they are local classes.
+import asyncio
+import contextlib
+import logging
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from structbert_lite import __version__
+
+from .batcher import MicroBatcher
+from .cache import PredictionCache
+from .engine import Engine, load_engine
+from .http_errors import RequestProblem, install_error_handlers
+from .middleware import AccessLog, BodyGuard
+from .schemas import ERROR_RESPONSES, Prediction, build_request_models
+from .settings import ServeSettings
+
+logger = logging.getLogger(__name__)
+
+# The page may talk to this server only: no script, style or font from anywhere else.
+PAGE_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:"
+
+
+def read_page() -> str:
+    return resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+class ServeState:
+    """Everything one app instance holds: the model, the cache, the batcher and the warm-up status."""
+
+    def __init__(self, engine: Engine, settings: ServeSettings):
+        self.engine = engine
+        self.settings = settings
+        self.cache = PredictionCache(settings.cache_size)
+        self.batcher = self.new_batcher()
+        self.status = "starting"  # -> "ready" after the warm-up answered, or "failed"
+        self.warmup_error: Optional[str] = None
+        self.warmup_seconds: Optional[float] = None
+        self.started_at = time.time()
+        self.requests = 0
+
+    def new_batcher(self) -> MicroBatcher:
+        return MicroBatcher(self.engine.predict, self.settings.max_micro_batch, self.settings.batch_wait_ms)
+
+    async def warm_up(self) -> None:
+        try:
+            self.warmup_seconds = await self.batcher.call(self.engine.warm_up)
+        except Exception as exc:
+            self.status, self.warmup_error = "failed", f"{type(exc).__name__}: {exc}"
+            logger.error("warm-up request failed, the server will report not ready: %s", self.warmup_error)
+            return
+        self.status = "ready"
+        logger.info("ready: warm-up answered in %.0f ms", self.warmup_seconds * 1000)
+
+    async def predict(self, texts: Sequence[str], field: str) -> list[dict[str, Any]]:
+        """Results in input order: overlong check, cache, then the micro-batcher for the misses."""
+        self.requests += 1
+        if self.engine.overlong == "reject":
+            over = await run_in_threadpool(self.engine.overlong_texts, texts)
+            if over:
+                limit = self.engine.max_length
+                problems = [
+                    {"field": field.format(i=i), "message": f"text is {n} tokens, over the limit of {limit} (--max-length)"}
+                    for i, n in over
+                ]
+                detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+                raise RequestProblem(422, "text_too_long", detail + " (this server rejects overlong texts; "
+                                     "shorten them, or start it with --overlong truncate)", problems)
+        results: list[Optional[dict]] = [None] * len(texts)
+        pending: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            if text in pending:
+                pending[text].append(i)
+                continue
+            hit = self.cache.get(text)
+            if hit is not None:
+                results[i] = hit
+            else:
+                pending[text] = [i]
+        if pending:
+            answers = await asyncio.gather(*(self.batcher.submit(text) for text in pending))
+            for (text, indices), answer in zip(pending.items(), answers):
+                self.cache.put(text, answer)
+                for i in indices:
+                    results[i] = dict(answer)
+        return results  # type: ignore[return-value]
+
+    def health(self) -> dict[str, Any]:
+        info = self.engine.info
+        return {
+            "status": self.status,
+            "ready": self.status == "ready",
+            "artifact": {"name": info.name, "variant": info.variant, "manifest_sha256": info.manifest_sha256},
+            "model": {
+                "labels": self.engine.labels,
+                "max_length": self.engine.max_length,
+                "overlong": self.engine.overlong,
+                "threads": self.settings.threads,
+            },
+            "cpu": info.cpu,
+            "warmup_ms": None if self.warmup_seconds is None else round(self.warmup_seconds * 1000, 1),
+            "error": self.warmup_error,
+            "cache": self.cache.stats(),
+            "version": __version__,
+        }
+
+
+def create_app(artifact_dir: Path, settings: Optional[ServeSettings] = None) -> FastAPI:
+    """The API over one variant folder. Raises ArtifactError for a folder that does not verify."""
+    settings = settings or ServeSettings()
+    state = ServeState(load_engine(Path(artifact_dir), settings), settings)
+    page = read_page()
+    PredictRequest, PredictBatchRequest = build_request_models(settings.max_batch)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if state.batcher._closed:  # a second start of the same app (e.g. a new TestClient)
+            state.batcher = state.new_batcher()
+        warm_up = asyncio.get_running_loop().create_task(state.warm_up())
+        yield
+        warm_up.cancel()
+        await state.batcher.close()
+        logger.info("shut down cleanly")
+
+    app = FastAPI(
+        title="structbert-lite",
+        version=__version__,
+        description="Chinese sentiment (StructBERT) over an ONNX artifact: onnxruntime + tokenizers, no torch.",
+        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN; /openapi.json is the description
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.serve = state
+    install_error_handlers(app, settings.max_batch)
+
+    @app.post("/predict", response_model=Prediction, responses=ERROR_RESPONSES, summary="Classify one text")
+    async def predict(request: PredictRequest):
+        return (await state.predict([request.text], "text"))[0]
+
+    @app.post("/predict_batch", response_model=list[Prediction], responses=ERROR_RESPONSES,
+              summary="Classify several texts; the answers are in input order")
+    async def predict_batch(request: PredictBatchRequest):
+        return await state.predict(request.texts, "texts[{i}]")
+
+    @app.get("/health", summary="Ready once the model answered its warm-up request",
+             responses={503: {"description": "starting up (warm-up not answered yet) or warm-up failed"}})
+    async def health():
+        body = state.health()
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @app.get("/stats", summary="Cache hit counts and micro-batching figures")
+    async def stats():
+        return {
+            "requests": state.requests,
+            "uptime_s": round(time.time() - state.started_at, 1),
+            "cache": state.cache.stats(),
+            "batching": state.batcher.stats(),
+        }
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index():
+        return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
+
+    # Outermost first: the access log sees the 4xx answers the body guard gives.
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLog)
+    return app

@@ -1,0 +1,135 @@
+"""The model behind the API: a verified variant folder loaded with onnxruntime + tokenizers (never torch).
+
+``load_engine`` refuses a folder that does not match its manifest, so a tampered or half-copied artifact
+never answers a request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from structbert_lite.artifact import manifest_digest, read_manifest, verify_folder
+from structbert_lite.errors import ArtifactError, ConfigError
+from structbert_lite.runtime import OnnxClassifier, load_tokenizer
+
+from .cpu_flags import check_cpu_flags
+from .settings import DEFAULT_MAX_LENGTH, ServeSettings
+
+logger = logging.getLogger(__name__)
+
+WARMUP_TEXT = "这部电影还不错"
+INFER_BATCH = 16  # rows per onnxruntime call; the runtime sorts by length first, so padding stays small
+
+
+@dataclasses.dataclass
+class ArtifactInfo:
+    """What /health reports about the folder being served."""
+
+    path: Path
+    name: str
+    variant: str
+    manifest_sha256: str
+    cpu: dict[str, Any]
+
+
+class Engine:
+    """Scores texts; thread-safe for one caller at a time (the batcher runs it on one worker thread)."""
+
+    def __init__(self, classifier: OnnxClassifier, info: ArtifactInfo, max_length: int, overlong: str):
+        self.classifier = classifier
+        self.info = info
+        self.max_length = max_length
+        self.overlong = overlong
+        self._counter = None
+        if overlong == "reject":
+            # A second tokenizer without truncation or padding, only to count tokens.
+            self._counter = load_tokenizer(info.path, max_length)
+            self._counter.no_truncation()
+            self._counter.no_padding()
+
+    @property
+    def labels(self) -> list[str]:
+        return self.classifier.labels
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """[{"label", "score"}] in input order; the score is the probability of the returned label."""
+        return self.classifier.predict(texts, batch_size=INFER_BATCH)
+
+    def overlong_texts(self, texts: Sequence[str]) -> list[tuple[int, int]]:
+        """(index, token count) of every text over ``max_length`` tokens; empty in truncate mode."""
+        if self._counter is None:
+            return []
+        encodings = self._counter.encode_batch(list(texts))
+        return [(i, len(e.ids)) for i, e in enumerate(encodings) if len(e.ids) > self.max_length]
+
+    def warm_up(self) -> float:
+        """Run one request through the model; returns the seconds it took."""
+        start = time.perf_counter()
+        self.predict([WARMUP_TEXT])
+        return time.perf_counter() - start
+
+
+def _position_limit(folder: Path) -> Optional[int]:
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    limit = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    return limit if isinstance(limit, int) and limit > 0 else None
+
+
+def _manifest_max_length(manifest: dict[str, Any]) -> Optional[int]:
+    """The pipeline's ``model.max_length`` from the manifest's resolved config, where it is recorded."""
+    config = manifest.get("config")
+    model = config.get("model") if isinstance(config, dict) else None
+    value = model.get("max_length") if isinstance(model, dict) else None
+    return value if isinstance(value, int) and value >= 3 else None
+
+
+def resolve_max_length(settings: ServeSettings, manifest: dict[str, Any], folder: Path) -> int:
+    """--max-length, else the manifest's, else 128; never more positions than the model has."""
+    limit = _position_limit(folder)
+    if settings.max_length is not None:
+        if limit is not None and settings.max_length > limit:
+            raise ConfigError(
+                f"--max-length {settings.max_length} is more than the model's {limit} positions "
+                f"(config.json max_position_embeddings); use at most {limit}"
+            )
+        return settings.max_length
+    max_length = _manifest_max_length(manifest) or DEFAULT_MAX_LENGTH
+    return min(max_length, limit) if limit is not None else max_length
+
+
+def load_engine(artifact_dir: Path, settings: ServeSettings) -> Engine:
+    """Verify ``artifact_dir`` against its manifest, check the CPU, load the model. Raises ArtifactError."""
+    folder = Path(artifact_dir)
+    problems = verify_folder(folder)
+    if problems:
+        listing = "\n  - ".join(problems)
+        raise ArtifactError(
+            f"refusing to serve {folder}: it does not match its manifest (tampered or incompletely copied):\n"
+            f"  - {listing}\nRe-publish the variant (structbert-lite run ...) or copy the whole folder again."
+        )
+    manifest = read_manifest(folder)
+    cpu = check_cpu_flags(manifest)
+    info = ArtifactInfo(
+        path=folder,
+        name=str(manifest.get("name") or folder.parent.name or folder.name),
+        variant=str(manifest.get("variant") or folder.name),
+        manifest_sha256=manifest_digest(folder),
+        cpu=cpu,
+    )
+    max_length = resolve_max_length(settings, manifest, folder)
+    start = time.perf_counter()
+    classifier = OnnxClassifier(folder, max_length=max_length, threads=settings.threads)
+    logger.info(
+        "loaded %s (%s, manifest %s) in %.2f s: labels %s, max_length %d, overlong texts %s",
+        info.name, info.variant, info.manifest_sha256[:12], time.perf_counter() - start,
+        classifier.labels, max_length, "rejected" if settings.overlong == "reject" else "truncated",
+    )
+    return Engine(classifier, info, max_length, settings.overlong)

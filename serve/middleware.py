@@ -1,0 +1,124 @@
+"""Two small ASGI middlewares: one log line per request, and a guard on request bodies.
+
+``BodyGuard`` runs before FastAPI parses anything, so a body that is too large, not UTF-8 or not JSON
+gets a 4xx naming the problem (FastAPI alone answers a non-UTF-8 body with a vague "error parsing the
+body", and would read a body of any size into memory).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from .http_errors import error_response
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("structbert_lite.serve.access")
+
+# JSON media types FastAPI parses as JSON; anything else on a POST is relabelled as JSON (curl -d sends
+# application/x-www-form-urlencoded, and existing clients post JSON without a Content-Type).
+JSON_CONTENT_TYPE = (b"content-type", b"application/json")
+
+
+class AccessLog:
+    """Logs ``METHOD PATH STATUS LATENCY ms`` once per HTTP request, when its response is complete."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = {"code": 0, "logged": False}
+
+        def log():
+            if not status["logged"]:
+                status["logged"] = True
+                access_logger.info(
+                    "%s %s %d %.1f ms", scope["method"], scope["path"], status["code"], (time.perf_counter() - start) * 1000
+                )
+
+        async def send_logged(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                log()
+
+        try:
+            await self.app(scope, receive, send_logged)
+        except BaseException:
+            status["code"] = status["code"] or 500
+            raise
+        finally:
+            log()
+
+
+class BodyGuard:
+    """Enforces the body size limit on every request; POST bodies must be UTF-8 JSON."""
+
+    def __init__(self, app, max_body_bytes: int):
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        limit = self.max_body_bytes
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type",)]
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await self._reject(scope, send, 413, "body_too_large", f"request body is {int(declared)} bytes, over the limit of {limit} (--max-body-bytes)")
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the client went away; nothing to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return await self._reject(scope, send, 413, "body_too_large", f"request body is over the limit of {limit} bytes (--max-body-bytes)")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = check_json_body(body)
+        if problem is not None:
+            return await self._reject(scope, send, 400, *problem)
+
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for http.disconnect as usual
+
+        scope = dict(scope, headers=headers + [JSON_CONTENT_TYPE])
+        await self.app(scope, replay, send)
+
+    @staticmethod
+    async def _reject(scope, send, status: int, error: str, detail: str) -> None:
+        # 413 closes the connection: the rest of the oversized body is never read.
+        response = error_response(status, error, detail, headers={"Connection": "close"} if status == 413 else None)
+        await response(scope, None, send)
+
+
+def check_json_body(body: bytes):
+    """(error code, message) when ``body`` is not a UTF-8 JSON document, else None."""
+    if not body.strip():
+        return "empty_body", 'request body is empty; send JSON such as {"text": "..."}'
+    try:
+        text = body.decode("utf-8-sig")  # a BOM is tolerated, as json.loads(bytes) does
+    except UnicodeDecodeError as exc:
+        return "invalid_utf8", f"request body is not valid UTF-8: byte 0x{body[exc.start]:02x} at offset {exc.start} ({exc.reason})"
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        return "invalid_json", f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except (ValueError, RecursionError) as exc:  # e.g. an int of >4300 digits, or nesting deeper than Python's stack
+        return "invalid_json", f"request body is JSON this server does not accept: {type(exc).__name__}: {str(exc)[:200]}"
+    return None

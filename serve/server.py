@@ -1,0 +1,83 @@
+"""Command-line entry of the stub: ``structbert-lite serve --artifact DIR`` (the CLI calls these two)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+from pathlib import Path
+
+from .settings import OVERLONG_MODES, ServeSettings
+
+logger = logging.getLogger(__name__)
+
+GRACEFUL_SHUTDOWN_S = 10  # on SIGTERM, in-flight requests get this long to finish
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    defaults = ServeSettings()
+    parser.add_argument("--artifact", required=True, metavar="DIR", type=Path,
+                        help="a published variant folder, e.g. artifacts/demo/int8-dynamic")
+    parser.add_argument("--host", default=defaults.host, help="interface to bind (default: %(default)s, loopback only)")
+    parser.add_argument("--port", type=int, default=defaults.port, help="TCP port (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=defaults.threads,
+                        help="onnxruntime intra-op threads (default: onnxruntime's, all cores)")
+    parser.add_argument("--max-length", type=int, default=defaults.max_length,
+                        help="truncation length in tokens (default: the manifest's, else 128)")
+    parser.add_argument("--overlong", choices=OVERLONG_MODES, default=defaults.overlong,
+                        help="what to do with a text over --max-length tokens (default: %(default)s)")
+    parser.add_argument("--max-batch", type=int, default=defaults.max_batch,
+                        help="most texts per /predict_batch request (default: %(default)s)")
+    parser.add_argument("--cache-size", type=int, default=defaults.cache_size,
+                        help="LRU cache entries of recent texts, 0 to disable (default: %(default)s)")
+    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
+                        help="largest request body accepted (default: %(default)s)")
+    parser.add_argument("--batch-wait-ms", type=float, default=defaults.batch_wait_ms,
+                        help="wait this long for concurrent requests to batch together (default: %(default)s)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> ServeSettings:
+    return ServeSettings(
+        host=args.host, port=args.port, threads=args.threads, max_length=args.max_length, overlong=args.overlong,
+        max_batch=args.max_batch, cache_size=args.cache_size, max_body_bytes=args.max_body_bytes,
+        batch_wait_ms=args.batch_wait_ms,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    """Verify and load ``args.artifact``, then serve until SIGTERM/SIGINT. Returns the exit status.
+
+    Raises ConfigError / ArtifactError (the CLI prints them) before anything listens.
+    """
+    import uvicorn
+
+    from .app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_from_args(args)
+    app = create_app(args.artifact, settings)
+    if not is_loopback(settings.host):
+        logger.warning("listening on %s: the stub has no authentication, anyone who can reach it can use it", settings.host)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port,
+        log_config=None,  # keep the process's logging; uvicorn's loggers propagate to it
+        access_log=False,  # AccessLog writes the one line per request
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    try:
+        server.run()  # installs its SIGTERM/SIGINT handlers: stop accepting, finish in-flight, run shutdown
+    except SystemExit as exc:  # uvicorn exits 1 when it cannot bind the port
+        return exc.code if isinstance(exc.code, int) else 1
+    return 0 if server.started else 1
