@@ -1,0 +1,63 @@
+"""Reports render from plain data, including unmeasured (None) metrics and failed gates."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+
+from structbert_lite.validate.report import (
+    build_report,
+    machine_info,
+    plot_latency,
+    render_markdown,
+    rich_summary_table,
+    summary_table,
+    write_report_json,
+)
+
+GRID = [{"batch": b, "seq_len": s, "p50": s / 10 * b, "p95": s / 9, "p99": s / 8, "mean": s / 10} for b in (1, 8) for s in (16, 32)]
+
+
+def sample_report(passed: bool = False) -> dict:
+    base = {"name": "pytorch-fp32", "path": "ckpt", "metrics": {
+        "accuracy": 0.9, "macro_f1": 0.9, "per_class": {"Negative": {"precision": 0.9, "recall": 0.9, "f1": 0.9, "support": 5}},
+        "latency_ms": {"batch": 1, "seq_len": 32, "p50": 3.2, "p95": 3.5, "p99": 3.6}, "latency_grid": GRID,
+        "size_bytes": 400 * 2**20, "peak_rss_mb": None}}
+    gate = {"passed": passed, "checks": [
+        {"name": "min_speedup", "metric": "speedup", "value": 1.2, "limit": 1.5, "passed": passed},
+        {"name": "max_peak_rss_mb", "metric": "peak_rss_mb", "value": None, "limit": 500, "passed": False,
+         "detail": "peak_rss_mb was not measured, so max_peak_rss_mb cannot pass"}]}
+    variant = {"name": "int8-dynamic", "published": False, "path": None, "kept_previous": False, "gate": gate,
+               "metrics": {**base["metrics"], "accuracy_drop": 0.4, "agreement": 0.99, "max_abs_logit_diff": 0.03,
+                           "speedup": 1.2, "flipped_count": 1},
+               "flipped": [{"text": "还|行", "gold": "Positive", "baseline": "Positive", "variant": "Negative"}]}
+    settings = {"threads": 2, "max_length": 128, "speedup_point": [1, 32], "throughput_batch_size": 32}
+    eval_info = {"source": "e.jsonl", "total_rows": 10, "used_rows": 9, "bad_rows": {"empty_text": 1, "unknown_label": 0}}
+    return build_report("demo", base, [variant], eval_info, settings, config={"name": "demo"})
+
+
+def test_markdown_and_tables(tmp_path):
+    report = sample_report()
+    assert not report["passed"] and report["versions"]["onnxruntime"]
+    md = render_markdown(report)
+    assert "✗ at least one variant failed" in md
+    assert "| int8-dynamic | max_peak_rss_mb | — | 500 | ✗ |" in md
+    assert "还\\|行" in md  # table cells are escaped
+    assert "| pytorch-fp32 | 1 | 1.60 | 3.20 |" in md and "| pytorch-fp32 | 8 | 12.80 | 25.60 |" in md
+    table = summary_table(report)
+    assert "✗ int8-dynamic: max_peak_rss_mb — peak_rss_mb was not measured" in table
+    assert "✗ int8-dynamic: min_speedup — value 1.2 vs limit 1.5" in table
+    console = Console(record=True, width=160)
+    console.print(rich_summary_table(report))
+    assert "int8-dynamic" in console.export_text()
+
+    path = write_report_json(report, tmp_path / "report.json")
+    assert json.loads(path.read_text(encoding="utf-8"))["variants"][0]["gate"]["checks"][1]["value"] is None
+    assert plot_latency(report, tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_machine_info():
+    info = machine_info(threads=2)
+    assert info["cpu"] and info["threads"] == 2 and isinstance(info["cpu_flags"], list)

@@ -1,0 +1,373 @@
+"""Run reports: ``report.json`` (the contract in DESIGN.md), ``report.md``, a latency PNG, a terminal table.
+
+``report.json`` shape (stable keys; more may be added)::
+
+    {name, created_at, passed, eval: {...}, settings: {...}, machine: {...}, versions: {...}, config: {...},
+     baseline: {name, path, metrics: {...}},
+     variants: [{name, published, path, kept_previous, gate: {passed, checks: [{name, value, limit, passed}]},
+                 metrics: {accuracy, agreement, max_abs_logit_diff, speedup, size_bytes, latency_ms,
+                           peak_rss_mb, ...}, flipped: [{text, gold, baseline, variant}]}]}
+
+``metrics.latency_ms`` is ``{batch, seq_len, p50, p95, p99}`` at the speedup point; the whole grid is in
+``metrics.latency_grid``. Sizes and RSS use MB = 2**20 bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from structbert_lite.artifact import utc_now, write_json
+
+logger = logging.getLogger(__name__)
+
+MB = 1024 * 1024
+REPORT_SCHEMA = 1
+VERSION_PACKAGES = (
+    "structbert-lite",
+    "torch",
+    "transformers",
+    "onnx",
+    "onnxruntime",
+    "optimum-onnx",
+    "tokenizers",
+    "numpy",
+    "datasets",
+)
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16")
+
+
+# ---------------------------------------------------------------- environment
+
+
+def library_versions(packages: Iterable[str] = VERSION_PACKAGES) -> dict[str, Optional[str]]:
+    """Installed versions, read from package metadata (nothing is imported)."""
+    versions: dict[str, Optional[str]] = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def machine_info(threads: Optional[int] = None) -> dict[str, Any]:
+    """CPU model, the instruction-set flags that matter for int8, core count and the thread budget."""
+    model, flags = None, set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model is None:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:  # not Linux: no flags, the platform's processor string
+        pass
+    model = model or platform.processor() or platform.machine()
+    return {
+        "cpu": model,
+        "cpu_flags": [f for f in CPU_FLAGS if f in flags],
+        "logical_cpus": os.cpu_count(),
+        "threads": threads,
+        "platform": platform.platform(),
+    }
+
+
+# ---------------------------------------------------------------- report.json
+
+
+def build_report(
+    name: str,
+    baseline: dict[str, Any],
+    variants: list[dict[str, Any]],
+    eval_info: dict[str, Any],
+    settings: dict[str, Any],
+    config: Optional[dict[str, Any]] = None,
+    machine: Optional[dict[str, Any]] = None,
+    versions: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """Assemble the report dict; ``passed`` is true when every variant passed its gate."""
+    return {
+        "schema": REPORT_SCHEMA,
+        "name": name,
+        "created_at": utc_now(),
+        "passed": all(v["gate"]["passed"] for v in variants),
+        "eval": eval_info,
+        "settings": settings,
+        "baseline": baseline,
+        "variants": variants,
+        "machine": machine or machine_info(settings.get("threads")),
+        "versions": versions or library_versions(),
+        "config": config,
+    }
+
+
+def _write_atomic(path: Path, write) -> Path:
+    """Write via a temp file + rename so a reader never sees half a report."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    write(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report_json(report: dict[str, Any], path: Path) -> Path:
+    return _write_atomic(Path(path), lambda tmp: write_json(tmp, report))
+
+
+# ---------------------------------------------------------------- formatting
+
+
+def _fmt(value: Any, spec: str = ".3f", suffix: str = "") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)):
+        return f"{value:{spec}}{suffix}"
+    return str(value)
+
+
+def _mb(value: Any) -> Optional[float]:
+    return None if value is None else value / MB
+
+
+def _rows(report: dict[str, Any]) -> list[tuple[str, dict, Optional[dict]]]:
+    """(name, metrics, variant entry or None for the baseline), baseline first."""
+    base = report["baseline"]
+    return [(base["name"], base["metrics"], None)] + [(v["name"], v["metrics"], v) for v in report["variants"]]
+
+
+def _verdict(entry: Optional[dict]) -> str:
+    if entry is None:
+        return "baseline"
+    mark = "✓ pass" if entry["gate"]["passed"] else "✗ FAIL"
+    return f"{mark}, {'published' if entry['published'] else 'not published'}"
+
+
+SUMMARY_COLUMNS = ("model", "gate", "accuracy", "drop pts", "agreement", "max Δlogit", "p50 ms", "speedup", "size MB", "RSS MB")
+
+
+def _summary_cells(report: dict[str, Any]) -> list[list[str]]:
+    cells = []
+    for name, m, entry in _rows(report):
+        latency = (m.get("latency_ms") or {}).get("p50")
+        cells.append(
+            [
+                name,
+                _verdict(entry),
+                _fmt(m.get("accuracy"), ".4f"),
+                _fmt(m.get("accuracy_drop"), "+.2f"),
+                _fmt(m.get("agreement"), ".4f"),
+                _fmt(m.get("max_abs_logit_diff"), ".3g"),
+                _fmt(latency, ".2f"),
+                _fmt(m.get("speedup"), ".2f", "x"),
+                _fmt(_mb(m.get("size_bytes")), ".1f"),
+                _fmt(m.get("peak_rss_mb"), ".0f"),
+            ]
+        )
+    return cells
+
+
+def _failed_checks(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for v in report["variants"]:
+        for c in v["gate"]["checks"]:
+            if not c["passed"]:
+                detail = c.get("detail") or f"value {_fmt(c['value'], '.4g')} vs limit {c['limit']}"
+                lines.append(f"✗ {v['name']}: {c['name']} — {detail}")
+    return lines
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """Plain fixed-width gate table (fits logs and exception messages), failed checks listed below it."""
+    rows = [list(SUMMARY_COLUMNS)] + _summary_cells(report)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(SUMMARY_COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failed = _failed_checks(report)
+    return "\n".join(lines + ([""] + failed if failed else []))
+
+
+def rich_summary_table(report: dict[str, Any]):
+    """The same table as a `rich.table.Table` for the CLI (``Console().print(table)``)."""
+    from rich.table import Table
+
+    table = Table(title=f"structbert-lite gate: {report['name']}")
+    for column in SUMMARY_COLUMNS:
+        table.add_column(column, justify="left" if column in ("model", "gate") else "right")
+    for row, (_, _, entry) in zip(_summary_cells(report), _rows(report)):
+        style = None if entry is None else ("green" if entry["gate"]["passed"] else "red")
+        table.add_row(*row, style=style)
+    return table
+
+
+# ---------------------------------------------------------------- report.md
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def esc(cell: str) -> str:
+        return str(cell).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.png") -> str:
+    """A report a person can read: gate verdicts, accuracy, speed/memory, latency grid, flips, environment."""
+    s, ev, mach = report["settings"], report["eval"], report["machine"]
+    verdict = "✓ all variants passed the gate" if report["passed"] else "✗ at least one variant failed the gate"
+    lines = [f"# Validation report: {report['name']}", "", f"{verdict}. Created {report['created_at']}.", ""]
+    lines += [
+        f"Every model ran on the same thread budget (**{s.get('threads')}** intra-op threads), truncation at "
+        f"{s.get('max_length')} tokens; speedup = baseline p50 / variant p50 at batch {s['speedup_point'][0]} × "
+        f"{s['speedup_point'][1]} tokens. MB = 2^20 bytes.",
+        "",
+        "## Gate",
+        "",
+    ]
+    gate_rows = []
+    for v in report["variants"]:
+        if not v["gate"]["checks"]:
+            gate_rows.append([v["name"], "(no gate configured)", "—", "—", "✓"])
+        for c in v["gate"]["checks"]:
+            gate_rows.append(
+                [v["name"], c["name"], _fmt(c["value"], ".4g"), _fmt(c["limit"], "g"), "✓" if c["passed"] else "✗"]
+            )
+    lines += _md_table(["variant", "check", "value", "limit", "verdict"], gate_rows)
+    lines += ["## Summary", ""] + _md_table(list(SUMMARY_COLUMNS), _summary_cells(report))
+
+    lines += ["## Accuracy", ""]
+    acc_rows = []
+    for name, m, _ in _rows(report):
+        per = m.get("per_class") or {}
+        acc_rows.append(
+            [name, _fmt(m.get("accuracy"), ".4f"), _fmt(m.get("macro_f1"), ".4f")]
+            + [
+                f"{_fmt(c.get('precision'), '.3f')} / {_fmt(c.get('recall'), '.3f')} / {_fmt(c.get('f1'), '.3f')}"
+                for c in per.values()
+            ]
+            + [
+                _fmt(m.get("accuracy_drop"), "+.2f"),
+                _fmt(m.get("agreement"), ".4f"),
+                _fmt(m.get("max_abs_logit_diff"), ".4g"),
+                _fmt(m.get("mean_abs_logit_diff"), ".4g"),
+                _fmt(m.get("flipped_count"), "d"),
+            ]
+        )
+    classes = list((report["baseline"]["metrics"].get("per_class") or {}).keys())
+    header = ["model", "accuracy", "macro F1"] + [f"{c} P / R / F1" for c in classes]
+    header += ["drop (pts)", "agreement", "max abs Δlogit", "mean abs Δlogit", "flipped"]
+    lines += _md_table(header, acc_rows)
+
+    lines += ["## Speed and memory", ""]
+    speed_rows = []
+    for name, m, _ in _rows(report):
+        lat = m.get("latency_ms") or {}
+        speed_rows.append(
+            [
+                name,
+                _fmt(lat.get("p50"), ".2f"),
+                _fmt(lat.get("p95"), ".2f"),
+                _fmt(lat.get("p99"), ".2f"),
+                _fmt(m.get("speedup"), ".2f", "x"),
+                _fmt(m.get("throughput_texts_per_s"), ".1f"),
+                _fmt(_mb(m.get("size_bytes")), ".2f"),
+                _fmt(m.get("peak_rss_mb"), ".0f"),
+                _fmt(m.get("cold_start_s"), ".2f"),
+            ]
+        )
+    lines += _md_table(
+        ["model", "p50 ms", "p95 ms", "p99 ms", "speedup", "throughput texts/s", "size MB", "peak RSS MB", "cold start s"],
+        speed_rows,
+    )
+    lines += [
+        "Throughput: eval texts in length-sorted batches of "
+        f"{s.get('throughput_batch_size')} with dynamic padding, tokenization excluded. Peak RSS and cold start: a "
+        "fresh process that loads the model and answers one batch (ONNX variants load with onnxruntime + "
+        "tokenizers only).",
+        "",
+    ]
+
+    lines += ["## Latency grid (p50 ms)", ""]
+    seqs = sorted({row["seq_len"] for _, m, _ in _rows(report) for row in m.get("latency_grid") or []})
+    grid_rows = []
+    for name, m, _ in _rows(report):
+        by_batch: dict[int, dict[int, float]] = {}
+        for row in m.get("latency_grid") or []:
+            by_batch.setdefault(row["batch"], {})[row["seq_len"]] = row["p50"]
+        for batch, per_seq in sorted(by_batch.items()):
+            grid_rows.append([name, str(batch)] + [_fmt(per_seq.get(sq), ".2f") for sq in seqs])
+    lines += _md_table(["model", "batch"] + [f"{sq} tok" for sq in seqs], grid_rows)
+    if plot_name:
+        lines += [f"![latency vs sequence length]({plot_name})", ""]
+
+    flips = [v for v in report["variants"] if v.get("flipped")]
+    if flips:
+        lines += ["## Label flips vs baseline (first ones)", ""]
+        for v in flips:
+            lines += [f"### {v['name']} ({v['metrics'].get('flipped_count')} flipped)", ""]
+            lines += _md_table(
+                ["text", "gold", "baseline", "variant"],
+                [[f["text"], f["gold"], f["baseline"], f["variant"]] for f in v["flipped"]],
+            )
+
+    bad = ev.get("bad_rows") or {}
+    lines += [
+        "## Eval set",
+        "",
+        f"- source: `{ev.get('source')}`",
+        f"- rows: {ev.get('used_rows')} used of {ev.get('total_rows')} "
+        f"({bad.get('empty_text', 0)} empty text, {bad.get('unknown_label', 0)} unknown label dropped)",
+        f"- labels: {ev.get('label_counts')}",
+        "",
+        "## Machine and versions",
+        "",
+        f"- CPU: {mach.get('cpu')} ({mach.get('logical_cpus')} logical CPUs; flags: {', '.join(mach.get('cpu_flags') or []) or 'n/a'})",
+        f"- threads per model: {mach.get('threads')}",
+        "- " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report_md(report: dict[str, Any], path: Path, plot_name: Optional[str] = "latency.png") -> Path:
+    text = render_markdown(report, plot_name)
+    return _write_atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- plot
+
+
+def plot_latency(report: dict[str, Any], path: Path) -> Path:
+    """PNG: p50 latency vs sequence length, one panel per batch size, one line per model (baseline dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _rows(report)
+    batches = sorted({r["batch"] for _, m, _ in rows for r in m.get("latency_grid") or []}) or [1]
+    fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4), squeeze=False)
+    for ax, batch in zip(axes[0], batches):
+        for name, m, entry in rows:
+            points = sorted((r["seq_len"], r["p50"]) for r in m.get("latency_grid") or [] if r["batch"] == batch)
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", linestyle="--" if entry is None else "-", label=name)
+        ax.set_title(f"batch {batch}")
+        ax.set_xlabel("sequence length (tokens)")
+        ax.set_ylabel("p50 latency (ms)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"{report['name']}: p50 latency (threads per model: {report['settings'].get('threads')})")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return _write_atomic(Path(path), lambda tmp: tmp.write_bytes(buffer.getvalue()))
