@@ -211,3 +211,11 @@ def test_publish_killed_midway_recovers_previous(tmp_path, baseline, eval_set, t
                   make_cfg({"fp32": {"min_speedup": 1000.0}}), out, tiny_model)
     assert manifest_digest(out / "fp32") == digest and verify_command(out / "fp32", open(os.devnull, "w")) == 0
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_variant_staged_in_out_dir_is_renamed_in_place(tmp_path, baseline, eval_set, tiny_model, tiny_variant_master):
+    out = tmp_path / "out"
+    staged = Path(shutil.copytree(tiny_variant_master, out / ".fp32.tmp-lead"))
+    result = run_stage(baseline, [Artifact(staged, "fp32", dict(META))], eval_set, make_cfg(), out, tiny_model)
+    assert result.published == {"fp32": out / "fp32"} and not staged.exists()
+    assert verify_command(out / "fp32", open(os.devnull, "w")) == 0
