@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
+import signal
+import threading
 from pathlib import Path
 
 from .settings import OVERLONG_MODES, ServeSettings
@@ -76,8 +79,29 @@ def serve_from_args(args: argparse.Namespace) -> int:
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    try:
-        server.run()  # installs its SIGTERM/SIGINT handlers: stop accepting, finish in-flight, run shutdown
-    except SystemExit as exc:  # uvicorn exits 1 when it cannot bind the port
-        return exc.code if isinstance(exc.code, int) else 1
+    # uvicorn installs its own SIGTERM/SIGINT handlers while it runs (stop accepting, finish in-flight requests,
+    # run the app's shutdown), then re-raises the signal to the handler that was there before, which by default
+    # kills the process (status -15) or raises KeyboardInterrupt. After a clean shutdown we exit 0 instead.
+    with _exit_zero_on(signal.SIGTERM, signal.SIGINT):
+        try:
+            server.run()
+        except SystemExit as exc:  # ours (0, after a clean shutdown) or uvicorn's (1: cannot bind the port)
+            return exc.code if isinstance(exc.code, int) else 1
     return 0 if server.started else 1
+
+
+def _raise_exit_zero(signum, frame):
+    raise SystemExit(0)
+
+
+@contextlib.contextmanager
+def _exit_zero_on(*signals):
+    if threading.current_thread() is not threading.main_thread():  # signals belong to the main thread
+        yield
+        return
+    previous = {sig: signal.signal(sig, _raise_exit_zero) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -165,7 +165,8 @@ class LiveServer:
         raise AssertionError("no VmRSS")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self, timeout: float = 15.0) -> int:
