@@ -1,0 +1,58 @@
+"""``python -m structbert_lite.bench [--out DIR] [--model DIR] [--threads N] [--quick]`` (``make bench``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = Path("bench/out")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m structbert_lite.bench", description=__doc__)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: bench/out)")
+    parser.add_argument("--model", default=None, help="a ModelScope-layout checkpoint folder (default: random weights)")
+    parser.add_argument("--threads", type=int, default=2, help="thread budget of every contender (default: 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default: 2; quick: 1)")
+    parser.add_argument("--quick", action="store_true", help="tiny model, few repeats: checks the harness in seconds")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error("--threads must be >= 1")
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be >= 1")
+    if args.model and not Path(args.model).is_dir():
+        parser.error(f"--model {args.model}: not a folder (give a ModelScope-layout checkpoint folder)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from structbert_lite.bench.runner import run_benchmark
+    from structbert_lite.bench.settings import BenchSettings
+
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    # Our progress at INFO; libraries (onnxruntime's quantizer logs every tensor at INFO) at WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("structbert_lite").setLevel(logging.INFO)
+    overrides = {"threads": args.threads, "model_dir": args.model}
+    if args.rounds:
+        overrides["rounds"] = args.rounds
+    settings = BenchSettings.quick_run(**overrides) if args.quick else BenchSettings.full_run(**overrides)
+    command = "python -m structbert_lite.bench " + " ".join(shlex.quote(a) for a in argv)
+    results = run_benchmark(settings, args.out, command.strip())
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'report.md'}, {args.out / 'chart.png'} in {results['wall_s']:.0f} s")
+    for check in results["checks"]:
+        mark = {True: "PASS", False: "FAIL", None: "PENDING"}[check["passed"]]
+        value = "—" if check["value"] is None else f"{check['value']:.2f}x"
+        print(f"  {mark:7s} {check['name']}: {value} (limit {check['limit']:.1f}x)")
+    failed = [n for n, c in results["contenders"].items() if c.get("error")]
+    for name in failed:
+        print(f"  contender {name}: {results['contenders'][name]['error']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
