@@ -31,7 +31,9 @@ from .settings import ServeSettings
 logger = logging.getLogger(__name__)
 
 # The page may talk to this server only: no script, style or font from anywhere else.
-PAGE_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:"
+PAGE_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:"
+)
 
 
 def read_page() -> str:
@@ -73,7 +75,8 @@ class ServeState:
             if over:
                 limit = self.engine.max_length
                 problems = [
-                    {"field": field.format(i=i), "message": f"text is {n} tokens, over the limit of {limit} (--max-length)"}
+                    {"field": field.format(i=i), "message": f"text is {n} tokens, over the limit of {limit} "
+                                                             "(--max-length)"}
                     for i, n in over
                 ]
                 detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
@@ -175,6 +178,7 @@ def create_app(artifact_dir: Path, settings: Optional[ServeSettings] = None) -> 
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
 
     # Outermost first: the access log sees the 4xx answers the body guard gives.
-    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes,
+                       json_paths=frozenset({"/predict", "/predict_batch"}))
     app.add_middleware(AccessLog)
     return app

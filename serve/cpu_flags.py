@@ -36,11 +36,15 @@ def check_cpu_flags(manifest: dict[str, Any], cpuinfo: Path = CPUINFO) -> dict[s
     isa = quant.get("isa")
     required = quant.get("required_cpu_flags") or []
     if not isinstance(required, list) or not all(isinstance(f, str) for f in required):
-        logger.warning("manifest quantization.required_cpu_flags is not a list of strings (%r); CPU check skipped", required)
+        logger.warning(
+            "manifest quantization.required_cpu_flags is not a list of strings (%r); CPU check skipped", required
+        )
         return {"isa": isa, "required_flags": [], "missing_flags": [], "checked": False}
     flags = read_cpu_flags(cpuinfo)
     if flags is None:
-        logger.warning("cannot read CPU flags from %s; cannot check that this CPU supports %s (%s)", cpuinfo, isa, required)
+        logger.warning(
+            "cannot read CPU flags from %s; cannot check that this CPU supports %s (%s)", cpuinfo, isa, required
+        )
         return {"isa": isa, "required_flags": required, "missing_flags": [], "checked": False}
     missing = [flag for flag in required if flag.lower() not in flags]
     if missing:

@@ -36,9 +36,8 @@ class AccessLog:
         def log():
             if not status["logged"]:
                 status["logged"] = True
-                access_logger.info(
-                    "%s %s %d %.1f ms", scope["method"], scope["path"], status["code"], (time.perf_counter() - start) * 1000
-                )
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                access_logger.info("%s %s %d %.1f ms", scope["method"], scope["path"], status["code"], elapsed_ms)
 
         async def send_logged(message):
             if message["type"] == "http.response.start":
@@ -57,20 +56,21 @@ class AccessLog:
 
 
 class BodyGuard:
-    """Enforces the body size limit on every request; POST bodies must be UTF-8 JSON."""
+    """Enforces the body size limit on every request; POST bodies to ``json_paths`` must be UTF-8 JSON."""
 
-    def __init__(self, app, max_body_bytes: int):
+    def __init__(self, app, max_body_bytes: int, json_paths: frozenset[str] = frozenset()):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.json_paths = json_paths
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
         limit = self.max_body_bytes
-        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type",)]
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            return await self._reject(scope, send, 413, "body_too_large", f"request body is {int(declared)} bytes, over the limit of {limit} (--max-body-bytes)")
+            detail = f"request body is {int(declared)} bytes, over the limit of {limit} (--max-body-bytes)"
+            return await self._reject(scope, send, 413, "body_too_large", detail)
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -79,14 +79,18 @@ class BodyGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                return await self._reject(scope, send, 413, "body_too_large", f"request body is over the limit of {limit} bytes (--max-body-bytes)")
+                detail = f"request body is over the limit of {limit} bytes (--max-body-bytes)"
+                return await self._reject(scope, send, 413, "body_too_large", detail)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        problem = check_json_body(body)
-        if problem is not None:
-            return await self._reject(scope, send, 400, *problem)
+        if scope["method"] == "POST" and scope["path"] in self.json_paths:
+            problem = check_json_body(body)
+            if problem is not None:
+                return await self._reject(scope, send, 400, *problem)
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope = dict(scope, headers=headers + [JSON_CONTENT_TYPE])
 
         replayed = False
 
@@ -97,7 +101,6 @@ class BodyGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()  # after the body: wait for http.disconnect as usual
 
-        scope = dict(scope, headers=headers + [JSON_CONTENT_TYPE])
         await self.app(scope, replay, send)
 
     @staticmethod
@@ -114,11 +117,13 @@ def check_json_body(body: bytes):
     try:
         text = body.decode("utf-8-sig")  # a BOM is tolerated, as json.loads(bytes) does
     except UnicodeDecodeError as exc:
-        return "invalid_utf8", f"request body is not valid UTF-8: byte 0x{body[exc.start]:02x} at offset {exc.start} ({exc.reason})"
+        where = f"byte 0x{body[exc.start]:02x} at offset {exc.start}"
+        return "invalid_utf8", f"request body is not valid UTF-8: {where} ({exc.reason})"
     try:
         json.loads(text)
     except json.JSONDecodeError as exc:
         return "invalid_json", f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
     except (ValueError, RecursionError) as exc:  # e.g. an int of >4300 digits, or nesting deeper than Python's stack
-        return "invalid_json", f"request body is JSON this server does not accept: {type(exc).__name__}: {str(exc)[:200]}"
+        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return "invalid_json", f"request body is JSON this server does not accept: {reason}"
     return None

@@ -70,7 +70,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     app = create_app(args.artifact, settings)
     if not is_loopback(settings.host):
-        logger.warning("listening on %s: the stub has no authentication, anyone who can reach it can use it", settings.host)
+        logger.warning("listening on %s: the stub has no authentication; anyone who can reach it can use it",
+                       settings.host)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port,
         log_config=None,  # keep the process's logging; uvicorn's loggers propagate to it

@@ -11,7 +11,9 @@ OVERLONG_MODES = ("truncate", "reject")
 DEFAULT_MAX_LENGTH = 128  # same default as the pipeline's `model.max_length` (structbert_lite/config.py)
 
 
-def ensure_positive_or_raise(name: str, value: Optional[int], allow_none: bool = False, allow_zero: bool = False) -> None:
+def ensure_positive_or_raise(
+    name: str, value: Optional[int], allow_none: bool = False, allow_zero: bool = False
+) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int):

@@ -1,87 +1,14 @@
-"""A tiny variant folder (random 2-layer BERT, ~100-character vocabulary) and server helpers for the serve tests.
-
-Built here with torch/transformers (tests may import them; the serve package may not) until the converter
-lands; its layout is the one DESIGN.md gives for a published variant folder.
-"""
+"""Fixtures of the serve tests; the builders and the live-server wrapper are in serve_support.py."""
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-CHARS = (
-    "这部电影太好看了烂完全浪费时间非常喜欢不错差劲推荐服务态度很一般质量还可以东西收到满意失望"
-    "的是我们他你们有没也就都和人在上下大小多少好坏快慢贵便宜买卖酒店房间干净价格"
-)
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-LABELS = {0: "负面", 1: "正面"}
-
-
-def _vocab() -> list[str]:
-    seen = []
-    for ch in CHARS + "abcdefghijklmnopqrstuvwxyz0123456789.,!?，。！？":
-        if ch not in seen:
-            seen.append(ch)
-    return SPECIAL + seen
-
-
-def build_tiny_variant(folder: Path) -> Path:
-    import torch
-    from tokenizers.implementations import BertWordPieceTokenizer
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from structbert_lite.artifact import write_manifest
-
-    folder.mkdir(parents=True)
-    vocab = _vocab()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}), encoding="utf-8"
-    )
-
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=512, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
-        pad_token_id=0, initializer_range=0.5,  # wide init: outputs that differ from text to text
-    )
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(config).eval()
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
-    ids = torch.tensor([[2, 10, 11, 12, 3]], dtype=torch.int64)  # (batch, seq)
-    axes = {0: "batch", 1: "sequence"}
-    torch.onnx.export(
-        LogitsOnly(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(folder / "model.onnx"),
-        input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["logits"],
-        dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "logits": {0: "batch"}},
-        opset_version=17, dynamo=False,
-    )
-    config_dict = config.to_dict()
-    config_dict["id2label"] = {str(k): v for k, v in LABELS.items()}
-    (folder / "config.json").write_text(json.dumps(config_dict, ensure_ascii=False, indent=2), encoding="utf-8")
-    (folder / "README.md").write_text("# tiny\n\nA random 2-layer BERT for the serve tests.\n", encoding="utf-8")
-    write_manifest(folder, {"name": "tiny", "variant": "fp32"})
-    return folder
+from serve_support import LiveServer, build_tiny_variant, wait_ready
 
 
 @pytest.fixture(scope="session")
@@ -112,73 +39,6 @@ def make_client(tiny_artifact):
 
     with stack:
         yield make
-
-
-def wait_ready(client, timeout: float = 20.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get("/health")
-        if response.status_code == 200:
-            return response.json()
-        if time.monotonic() > deadline:
-            raise AssertionError(f"server not ready after {timeout} s: {response.status_code} {response.text}")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class LiveServer:
-    """``python -m structbert_lite.serve`` in a subprocess on a loopback port; logs go to a file."""
-
-    def __init__(self, artifact: Path, log_path: Path, *extra: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "structbert_lite.serve", "--artifact", str(artifact), "--host", "127.0.0.1",
-             "--port", str(self.port), "--threads", "1", *extra],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env,
-        )
-
-    def wait_ready(self, timeout: float = 60.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
-            with contextlib.suppress(httpx.TransportError):
-                response = httpx.get(self.url + "/health", timeout=2)
-                if response.status_code == 200:
-                    return response.json()
-            time.sleep(0.1)
-        raise AssertionError(f"server not ready after {timeout} s:\n{self.log()}")
-
-    def rss_kib(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise AssertionError("no VmRSS")
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="session")

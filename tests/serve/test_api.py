@@ -7,6 +7,8 @@ import threading
 
 import pytest
 
+from serve_support import wait_ready
+
 from structbert_lite.artifact import manifest_digest
 
 TEXTS = ["这部电影太好看了", "完全浪费时间", "差劲", "非常喜欢", "价格便宜", "服务态度很一般", "酒店房间干净", "差劲"]
@@ -17,7 +19,6 @@ def strict_client(tiny_artifact):
     """Tight limits, so each one can be crossed cheaply: 4 texts per batch, 16 tokens (rejected), 16 KiB bodies."""
     from fastapi.testclient import TestClient
 
-    from conftest import wait_ready
     from structbert_lite.serve.app import create_app
     from structbert_lite.serve.settings import ServeSettings
 
@@ -137,8 +138,6 @@ def test_health_is_not_ready_until_warm_up_answered(tiny_artifact):
         assert response.status_code == 503
         assert response.json()["status"] == "starting"
         release.set()
-        from conftest import wait_ready
-
         assert wait_ready(client)["status"] == "ready"
 
 
@@ -214,9 +213,11 @@ def test_bad_input_gets_a_4xx_json_error_naming_the_problem(strict_client, path,
     ("GET", "/predict", 405, "method_not_allowed"),
     ("POST", "/nope", 404, "not_found"),
     ("GET", "/nope", 404, "not_found"),
+    ("DELETE", "/predict", 405, "method_not_allowed"),
+    ("PUT", "/predict_batch", 405, "method_not_allowed"),
 ])
 def test_unknown_routes_and_methods_get_json_errors(strict_client, method, path, status, error):
-    response = strict_client.request(method, path, json={"text": "好"} if method == "POST" else None)
+    response = strict_client.request(method, path, content=b"" if method != "POST" else b'{"text": "x"}')
     assert response.status_code == status
     assert response.json()["error"] == error
 

@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from serve_support import wait_ready
+
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Any character, surrogates included (JSON can carry "\ud800" even though UTF-8 cannot).
@@ -33,7 +35,6 @@ bodies = (
 def fuzz_client(tiny_artifact):
     from fastapi.testclient import TestClient
 
-    from conftest import wait_ready
     from structbert_lite.serve.app import create_app
     from structbert_lite.serve.settings import ServeSettings
 

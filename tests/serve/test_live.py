@@ -10,7 +10,7 @@ import time
 
 import httpx
 
-from conftest import CHARS, LiveServer
+from serve_support import CHARS, LiveServer
 
 CLIENTS = 8
 REQUESTS = 1000
