@@ -67,6 +67,10 @@ def serve_from_args(args: argparse.Namespace) -> int:
     from .app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The access log and start-up lines are INFO; keep them even where the caller quietened the root logger.
+    for name in ("structbert_lite.serve", "uvicorn"):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.INFO)
     settings = settings_from_args(args)
     app = create_app(args.artifact, settings)
     if not is_loopback(settings.host):

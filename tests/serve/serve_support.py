@@ -104,14 +104,15 @@ def free_port() -> int:
 class LiveServer:
     """``python -m structbert_lite.serve`` in a subprocess on a loopback port; logs go to a file."""
 
-    def __init__(self, artifact: Path, log_path: Path, *extra: str):
+    def __init__(self, artifact: Path, log_path: Path, *extra: str,
+                 entry: tuple[str, ...] = ("-m", "structbert_lite.serve")):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "structbert_lite.serve", "--artifact", str(artifact), "--host", "127.0.0.1",
+            [sys.executable, *entry, "--artifact", str(artifact), "--host", "127.0.0.1",
              "--port", str(self.port), "--threads", "1", *extra],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )
@@ -133,6 +134,11 @@ class LiveServer:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise AssertionError("no VmRSS")
+
+    def mapped_libraries(self) -> set[str]:
+        """File names of the shared libraries the server process has loaded."""
+        maps = Path(f"/proc/{self.proc.pid}/maps").read_text().splitlines()
+        return {Path(line.split()[-1]).name for line in maps if ".so" in line}
 
     def log(self) -> str:
         if not self._log.closed:

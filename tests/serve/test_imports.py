@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
+from serve_support import LiveServer
+
 SERVE_DIR = Path(__file__).resolve().parents[2] / "serve"
 FORBIDDEN = ("torch", "transformers", "optimum", "modelscope", "structbert_lite.convert", "structbert_lite.quantize")
 
@@ -47,3 +51,19 @@ def test_serve_sources_import_only_allowed_packages():
                     continue
                 assert top in allowed, f"{path.name} imports {name}"
                 assert not name.startswith(("structbert_lite.convert", "structbert_lite.quantize")), f"{path.name} imports {name}"
+
+
+def test_structbert_lite_serve_command_runs_without_torch(tiny_artifact, tmp_path):
+    """The real entry point, `structbert-lite serve`, as a process: no libtorch mapped, answers, logs, exits 0."""
+    server = LiveServer(tiny_artifact, tmp_path / "server.log", entry=("-m", "structbert_lite.cli", "serve"))
+    try:
+        server.wait_ready()
+        libraries = server.mapped_libraries()
+        assert any("onnxruntime" in name for name in libraries), libraries
+        assert not [name for name in libraries if "torch" in name], libraries
+        assert httpx.post(server.url + "/predict", json={"text": "非常喜欢"}).status_code == 200
+    finally:
+        code = server.stop()
+    log = server.log()
+    assert code == 0, log
+    assert "POST /predict 200" in log and "shut down cleanly" in log, log
