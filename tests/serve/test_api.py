@@ -65,7 +65,7 @@ def test_empty_batch_is_an_empty_list(make_client):
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(make_client):
-    client = make_client(cache_size=0, batch_wait_ms=20)
+    client = make_client(cache_size=0, batch_wait_ms=50)
     expected = {t: client.post("/predict", json={"text": t}).json() for t in set(TEXTS)}
     answers, errors = {}, []
 

@@ -107,3 +107,18 @@ def test_sigterm_finishes_in_flight_requests_and_exits_cleanly(tiny_artifact, tm
     assert "shut down cleanly" in log, log
     assert "Traceback" not in log, log
     assert results == [200], results
+
+
+def test_huge_bodies_over_a_real_socket_get_413_and_the_server_lives_on(live_server):
+    big = b'{"text": "' + b"a" * (3 << 20) + b'"}'  # 3 MiB, over the default 1 MiB limit
+
+    def chunked():
+        for start in range(0, len(big), 64 << 10):
+            yield big[start:start + (64 << 10)]
+
+    for content in (big, chunked()):
+        response = httpx.post(live_server.url + "/predict", content=content, timeout=30,
+                              headers={"Content-Type": "application/json"})
+        assert response.status_code == 413 and response.json()["error"] == "body_too_large"
+    assert httpx.post(live_server.url + "/predict", json={"text": "好"}).status_code == 200
+    assert "Traceback" not in live_server.log()
