@@ -19,6 +19,7 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 def write_tokenizer_files(vocab_path: Path, out_dir: Path, max_length: int) -> list[str]:
     """Write tokenizer.json, vocab.txt, tokenizer_config.json, special_tokens_map.json into ``out_dir``."""
     from tokenizers.implementations import BertWordPieceTokenizer
+    from tokenizers.models import WordPiece
 
     vocab_path = Path(vocab_path)
     if not vocab_path.is_file():
@@ -30,7 +31,9 @@ def write_tokenizer_files(vocab_path: Path, out_dir: Path, max_length: int) -> l
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(vocab_path, out_dir / "vocab.txt")
-    tokenizer = BertWordPieceTokenizer(str(out_dir / "vocab.txt"), lowercase=True, handle_chinese_chars=True)
+    tokenizer = BertWordPieceTokenizer(
+        WordPiece.read_file(str(out_dir / "vocab.txt")), lowercase=True, handle_chinese_chars=True
+    )
     tokenizer.save(str(out_dir / "tokenizer.json"))
     special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
     config = {

@@ -15,6 +15,7 @@ Every try — what was excluded, why, and its scores — is returned for the man
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,6 +25,8 @@ import numpy as np
 from structbert_lite.quantize.optimize_graph import copy_companions, load_onnx
 
 logger = logging.getLogger(__name__)
+
+_HEAD = re.compile(r"pooler|classifier|logits")
 
 
 def layer_groups(model_path: Path, op_types) -> dict[str, list[str]]:
@@ -38,7 +41,11 @@ def layer_groups(model_path: Path, op_types) -> dict[str, list[str]]:
         if node.op_type == "Attention":
             layer += 1
         if node.op_type in op_types:
-            groups.setdefault("embeddings" if layer < 0 else f"layer.{layer}", []).append(node.name)
+            if _HEAD.search(node.name):  # pooler + classifier: exported names keep their module path
+                group = "head"
+            else:
+                group = "embeddings" if layer < 0 else f"layer.{layer}"
+            groups.setdefault(group, []).append(node.name)
     return groups
 
 

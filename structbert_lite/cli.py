@@ -1,2 +1,99 @@
-def main():
-    pass
+"""The `structbert-lite` command: run | serve | verify.
+
+    structbert-lite run --config FILE [--model SRC] [--eval SRC] [--out DIR] [--text-column C] [--label-column C] [--quiet]
+    structbert-lite serve --artifact DIR [--host 127.0.0.1] [--port 5000]
+    structbert-lite verify DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from structbert_lite import __version__
+from structbert_lite.errors import GateError, StructbertLiteError
+
+EXIT_ERROR, EXIT_GATE = 2, 3
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if verbose < 2:  # onnxruntime's optimizer and quantizer log every fused node at INFO
+        for noisy in ("onnxruntime", "onnx_model", "fusion_base", "root"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from structbert_lite.config import load_config
+    from structbert_lite.pipeline import RunOptions, run
+
+    cfg = load_config(args.config)
+    opts = RunOptions(args.model, args.eval, args.text_column, args.label_column, args.out, args.quiet)
+    try:
+        result = run(cfg, opts)
+    except GateError as exc:
+        print(f"\nGate failed: nothing that failed was published.\n{exc}", file=sys.stderr)
+        return EXIT_GATE
+    print(result.summary)
+    print(f"\nPublished {len(result.published)} variant(s) into {result.report_json.parent}; report: {result.report_md}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from structbert_lite.serve.server import serve_from_args
+
+    return serve_from_args(args)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from structbert_lite.validate.verify import verify_command
+
+    return verify_command(Path(args.folder))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="structbert-lite", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"structbert-lite {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: library internals)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="convert, quantize, validate and publish (gated)")
+    run.add_argument("--config", required=True, help="pipeline YAML (see configs/)")
+    run.add_argument("--model", help="ModelScope id, hf:<owner>/<name>, a local ModelScope-layout folder, or 'demo'")
+    run.add_argument("--eval", help="eval data: CSV/TSV/JSONL/Parquet file or a dataset id (default: the config's)")
+    run.add_argument("--out", type=Path, help="output folder (default: artifacts/<config name>)")
+    run.add_argument("--text-column", help="eval text column (default: text)")
+    run.add_argument("--label-column", help="eval label column (default: label)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    run.set_defaults(func=_cmd_run)
+
+    serve = sub.add_parser("serve", help="serve a published variant over REST (onnxruntime + tokenizers only)")
+    from structbert_lite.serve.server import add_serve_arguments
+
+    add_serve_arguments(serve)
+    serve.set_defaults(func=_cmd_serve)
+
+    verify = sub.add_parser("verify", help="check a published folder against its manifest (hashes, files)")
+    verify.add_argument("folder", help="a variant folder, or a folder holding several")
+    verify.set_defaults(func=_cmd_verify)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose, getattr(args, "quiet", False))
+    try:
+        return args.func(args)
+    except StructbertLiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was published", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,12 +50,13 @@ def load_tokenizer(folder: Path, max_length: int):
     """A `tokenizers.Tokenizer` that truncates to ``max_length`` and pads to the longest in the batch."""
     from tokenizers import Tokenizer
     from tokenizers.implementations import BertWordPieceTokenizer
+    from tokenizers.models import WordPiece
 
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file():
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     elif (folder / "vocab.txt").is_file():
-        tokenizer = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)
+        tokenizer = BertWordPieceTokenizer(WordPiece.read_file(str(folder / "vocab.txt")), lowercase=True)
     else:
         raise ArtifactError(f"{folder} has neither tokenizer.json nor vocab.txt")
     tokenizer.enable_truncation(max_length=max_length)
