@@ -15,9 +15,21 @@ import time
 
 
 def _peak_rss_mb() -> float:
+    """Peak resident memory of THIS program, MiB.
+
+    Not ``ru_maxrss`` on Linux: exec keeps the high-water mark of the address space it replaces, and
+    subprocess spawns via fork/vfork, so ru_maxrss would report the *parent's* peak (seen: 579 MB for every
+    contender, the size of the pipeline process). ``VmHWM`` belongs to the new address space only.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:  # not Linux
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # macOS: bytes, else KiB
 
 
 def main() -> int:
