@@ -64,6 +64,10 @@ def _fmt(value: Any, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
 
+def _mb(size_bytes: Optional[int]) -> Optional[float]:
+    return None if size_bytes is None else size_bytes / MB
+
+
 def _source_line(source: Any) -> str:
     if isinstance(source, dict):
         parts = [str(source.get(k)) for k in ("id", "revision") if source.get(k)]
@@ -92,10 +96,13 @@ def render_model_card(
         ("accuracy drop vs PyTorch FP32 (points)", _fmt(metrics.get("accuracy_drop"), "+.2f"), "—"),
         ("label agreement with PyTorch FP32", _fmt(metrics.get("agreement"), ".4f"), "—"),
         ("max abs logit difference", _fmt(metrics.get("max_abs_logit_diff"), ".4g"), "—"),
-        (f"p50 latency, {point} (ms)", _fmt(latency.get("p50"), ".2f"), _fmt((base.get("latency_ms") or {}).get("p50"), ".2f")),
+        (
+            f"p50 latency, {point} (ms)",
+            _fmt(latency.get("p50"), ".2f"),
+            _fmt((base.get("latency_ms") or {}).get("p50"), ".2f"),
+        ),
         ("speedup vs PyTorch FP32", _fmt(metrics.get("speedup"), ".2f"), "1.00"),
-        ("model size (MB)", _fmt(None if metrics.get("size_bytes") is None else metrics["size_bytes"] / MB, ".1f"),
-         _fmt(None if base.get("size_bytes") is None else base["size_bytes"] / MB, ".1f")),
+        ("model size (MB)", _fmt(_mb(metrics.get("size_bytes")), ".1f"), _fmt(_mb(base.get("size_bytes")), ".1f")),
         ("peak RSS of a fresh process (MB)", _fmt(metrics.get("peak_rss_mb"), ".0f"), _fmt(base.get("peak_rss_mb"), ".0f")),
     ]
     checks = gate.get("checks") or []

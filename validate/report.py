@@ -149,7 +149,9 @@ def _verdict(entry: Optional[dict]) -> str:
     return f"{mark}, {'published' if entry['published'] else 'not published'}"
 
 
-SUMMARY_COLUMNS = ("model", "gate", "accuracy", "drop pts", "agreement", "max Δlogit", "p50 ms", "speedup", "size MB", "RSS MB")
+SUMMARY_COLUMNS = (
+    "model", "gate", "accuracy", "drop pts", "agreement", "max Δlogit", "p50 ms", "speedup", "size MB", "RSS MB"
+)
 
 
 def _summary_cells(report: dict[str, Any]) -> list[list[str]]:
@@ -328,7 +330,8 @@ def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.
         "",
         "## Machine and versions",
         "",
-        f"- CPU: {mach.get('cpu')} ({mach.get('logical_cpus')} logical CPUs; flags: {', '.join(mach.get('cpu_flags') or []) or 'n/a'})",
+        f"- CPU: {mach.get('cpu')} ({mach.get('logical_cpus')} logical CPUs; "
+        f"flags: {', '.join(mach.get('cpu_flags') or []) or 'n/a'})",
         f"- threads per model: {mach.get('threads')}",
         "- " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v),
         "",

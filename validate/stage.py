@@ -22,7 +22,13 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from structbert_lite.artifact import Artifact, publish_atomically, staging_dir, verify_folder, write_manifest
+from structbert_lite.artifact import (
+    Artifact,
+    publish_atomically,
+    staging_dir,
+    verify_folder,
+    write_manifest,
+)
 from structbert_lite.config import PipelineConfig
 from structbert_lite.errors import ArtifactError, GateError, StructbertLiteError
 from structbert_lite.runtime import OnnxClassifier
@@ -39,7 +45,12 @@ from structbert_lite.validate.report import (
     write_report_json,
     write_report_md,
 )
-from structbert_lite.validate.torch_baseline import DEFAULT_BASELINE_LOADER, TorchClassifier, load_baseline_model, predict_logits
+from structbert_lite.validate.torch_baseline import (
+    DEFAULT_BASELINE_LOADER,
+    TorchClassifier,
+    load_baseline_model,
+    predict_logits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +267,10 @@ def run(
                 "config": v.meta.get("config") or cfg.resolved(),
                 "versions": {**versions, **(v.meta.get("versions") or {})},
                 "onnxruntime_version": versions.get("onnxruntime"),
-                "cpu_isa": v.meta.get("cpu_isa") or machine["cpu_flags"],
+                # what the variant was tuned for (the int8 preset's ISA), else the flags of the validating CPU
+                "cpu_isa": v.meta.get("cpu_isa")
+                or (v.meta.get("quantization") or {}).get("isa")
+                or machine["cpu_flags"],
                 "metrics": entry["metrics"],
                 "gate": entry["gate"],
                 "baseline": {"name": base_name, "accuracy": base_metrics["accuracy"],
