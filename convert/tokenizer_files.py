@@ -30,7 +30,8 @@ def write_tokenizer_files(vocab_path: Path, out_dir: Path, max_length: int) -> l
         raise CheckpointError(f"{vocab_path} lacks the special tokens {missing}: is it a BERT vocabulary?")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(vocab_path, out_dir / "vocab.txt")
+    if vocab_path.resolve() != (out_dir / "vocab.txt").resolve():
+        shutil.copyfile(vocab_path, out_dir / "vocab.txt")
     tokenizer = BertWordPieceTokenizer(
         WordPiece.read_file(str(out_dir / "vocab.txt")), lowercase=True, handle_chinese_chars=True
     )

@@ -38,3 +38,20 @@ def write_tiny_checkpoint(out_dir: Path, layout: str = "transformers", **kwargs)
     from structbert_lite.convert.checkpoint import save_checkpoint
 
     return save_checkpoint(tiny_model(**kwargs), TINY_VOCAB, out_dir, layout=layout)
+
+
+def export_variant(model, folder: Path, vocab: list[str], max_length: int = 128) -> Path:
+    """A variant folder (model.onnx, config.json, tokenizer files) made by the toolkit's own exporter.
+
+    No manifest or model card: those are written at publish time (``artifact.write_manifest``).
+    """
+    from structbert_lite.convert.export_onnx import export_onnx, write_model_config
+    from structbert_lite.convert.tokenizer_files import write_tokenizer_files
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
+    write_tokenizer_files(folder / "vocab.txt", folder, max_length)
+    export_onnx(model, folder / "model.onnx", opset=17)
+    write_model_config(model, folder)
+    return folder

@@ -2,14 +2,13 @@
 live server in a subprocess. A module of its own, not conftest.py: several rooms have a conftest.py, and
 `import conftest` would find whichever pytest loaded last.
 
-Built here with torch/transformers (tests may import them; the serve package may not) until the converter
-lands; its layout is the one DESIGN.md gives for a published variant folder.
+Built with the toolkit's own exporter (tests may import torch/transformers; the serve package may not);
+its layout is the one DESIGN.md gives for a published variant folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import socket
@@ -37,48 +36,21 @@ def _vocab() -> list[str]:
 
 
 def build_tiny_variant(folder: Path) -> Path:
+    """A random tiny BERT exported by the toolkit's own exporter, with a README and a manifest."""
     import torch
-    from tokenizers.implementations import BertWordPieceTokenizer
     from transformers import BertConfig, BertForSequenceClassification
 
     from structbert_lite.artifact import write_manifest
+    from tests.builders import export_variant
 
-    folder.mkdir(parents=True)
     vocab = _vocab()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}), encoding="utf-8"
-    )
-
     config = BertConfig(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
         max_position_embeddings=512, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
         pad_token_id=0, initializer_range=0.5,  # wide init: outputs that differ from text to text
     )
     torch.manual_seed(0)
-    model = BertForSequenceClassification(config).eval()
-
-    class LogitsOnly(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
-
-    ids = torch.tensor([[2, 10, 11, 12, 3]], dtype=torch.int64)  # (batch, seq)
-    axes = {0: "batch", 1: "sequence"}
-    torch.onnx.export(
-        LogitsOnly(model), (ids, torch.ones_like(ids), torch.zeros_like(ids)), str(folder / "model.onnx"),
-        input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["logits"],
-        dynamic_axes={"input_ids": axes, "attention_mask": axes, "token_type_ids": axes, "logits": {0: "batch"}},
-        opset_version=17, dynamo=False,
-    )
-    config_dict = config.to_dict()
-    config_dict["id2label"] = {str(k): v for k, v in LABELS.items()}
-    (folder / "config.json").write_text(json.dumps(config_dict, ensure_ascii=False, indent=2), encoding="utf-8")
+    export_variant(BertForSequenceClassification(config).eval(), folder, vocab, max_length=512)
     (folder / "README.md").write_text("# tiny\n\nA random 2-layer BERT for the serve tests.\n", encoding="utf-8")
     write_manifest(folder, {"name": "tiny", "variant": "fp32"})
     return folder

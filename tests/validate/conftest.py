@@ -7,7 +7,6 @@ TorchScript exporter (``dynamo=False``, opset 17), ``config.json`` with ``id2lab
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -52,37 +51,19 @@ def build_tiny_model(num_tokens: int, seed: int = 0):
 
 
 def write_tokenizer_files(folder: Path) -> None:
-    from tokenizers.implementations import BertWordPieceTokenizer
+    """The toolkit's own tokenizer files for the tiny vocabulary."""
+    from structbert_lite.convert.tokenizer_files import write_tokenizer_files as write_files
 
     folder.mkdir(parents=True, exist_ok=True)
     write_vocab(folder / "vocab.txt")
-    tokenizer = BertWordPieceTokenizer(str(folder / "vocab.txt"), lowercase=True)
-    tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True, "model_max_length": 512}),
-        encoding="utf-8",
-    )
+    write_files(folder / "vocab.txt", folder, 512)
 
 
 def export_variant(model, folder: Path) -> Path:
-    """Export ``model`` to ``folder/model.onnx`` (TorchScript exporter, dynamic batch/seq) with its files."""
-    import torch
+    """Export ``model`` to ``folder`` with the toolkit's own exporter (TorchScript, dynamic batch/seq)."""
+    from tests.builders import export_variant as export
 
-    write_tokenizer_files(folder)
-    model.config.save_pretrained(folder)
-    ids = torch.ones((2, 8), dtype=torch.long)
-    torch.onnx.export(
-        model,
-        (ids, torch.ones_like(ids), torch.zeros_like(ids)),
-        str(folder / "model.onnx"),
-        input_names=["input_ids", "attention_mask", "token_type_ids"],
-        output_names=["logits"],
-        dynamic_axes={n: {0: "batch", 1: "seq"} for n in ("input_ids", "attention_mask", "token_type_ids")}
-        | {"logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    return folder
+    return export(model, folder, SPECIAL_TOKENS + CHARS + ASCII, max_length=512)
 
 
 @pytest.fixture(scope="session")
