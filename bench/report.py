@@ -61,6 +61,14 @@ def render_report(results: dict, chart_name: Optional[str] = "chart.png") -> str
         f"- Command: `{results['command']}`; {results['created_at']}; wall time {results['wall_s']:.0f} s",
         "",
     ]
+    busiest, usable = results["machine"].get("max_load_average_1min"), cpu.get("usable_cpus") or 1
+    if busiest is not None and busiest > usable:
+        lines += [
+            f"> **Busy machine:** the 1-minute load average reached {busiest:.1f} on {usable} CPUs during the run, "
+            "so other processes competed for the cores; absolute figures are pessimistic and noisy (multi-threaded "
+            "PyTorch suffered most in our runs). Re-run on an idle machine before quoting numbers.",
+            "",
+        ]
     if chart_name:
         lines += [f"![latency and throughput]({chart_name})", ""]
 
@@ -110,14 +118,16 @@ def render_report(results: dict, chart_name: Optional[str] = "chart.png") -> str
     rows = []
     for name in measured:
         cold, mem = contenders[name]["cold_start"], contenders[name]["memory"]
-        rows.append([name, f"{cold['s']:.2f}", f"{cold['load_s']:.2f}", f"{mem['rss_first_answer_mb']:.0f}", f"{mem['peak_rss_mb']:.0f}"])
-    lines += _table(["contender", "cold start s", "of which load s", "RSS at first answer MB", "peak RSS MB"], rows)
+        diff = _fmt(contenders[name].get("first_answer_max_abs_logit_diff"), "{:.1e}")
+        rows.append([name, f"{cold['s']:.2f}", f"{cold['load_s']:.2f}", f"{mem['rss_first_answer_mb']:.0f}", f"{mem['peak_rss_mb']:.0f}", diff])
+    lines += _table(["contender", "cold start s", "of which load s", "RSS at first answer MB", "peak RSS MB", "first answer max abs Δlogit vs baseline"], rows)
 
     ceilings = results.get("ceilings")
     lines += ["", "## GEMM ceilings and share reached", ""]
     if ceilings:
-        lines += _table(["kernel", "M × K × N", "best GFLOPS (GOPS)", "median"], [
-            [c["op"], " × ".join(map(str, c["shape_mkn"])), f"{c['gflops_best']:.1f}", f"{c['gflops_median']:.1f}"]
+        lines += _table(["kernel", "M × K × N", "best GFLOPS (GOPS)", "median (best round)", "best per round"], [
+            [c["op"], " × ".join(map(str, c["shape_mkn"])), f"{c['gflops_best']:.1f}", f"{c['gflops_median']:.1f}",
+             ", ".join(f"{x:.1f}" for x in c.get("rounds_gflops_best", []))]
             for c in ceilings.values()
         ])
         lines += ["", "Achieved GFLOPS at p50 and share of the matching ceiling:", ""]

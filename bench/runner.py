@@ -111,6 +111,37 @@ def aggregate(entry: dict, results: list[dict], flops: dict, ceilings: Optional[
         entry["ceiling_share"] = share
 
 
+def merge_ceilings(runs: list[dict]) -> Optional[dict]:
+    """The best of each kernel's per-round measurements (the one with the highest best rate), plus every
+    round's best rate."""
+    if not runs:
+        return None
+    merged = {}
+    for kind in runs[0]:
+        best = max(runs, key=lambda run: run[kind]["gflops_best"])[kind]
+        merged[kind] = {**best, "rounds_gflops_best": [run[kind]["gflops_best"] for run in runs]}
+    return merged
+
+
+def add_first_answer_diffs(contenders: dict, baseline: str = compare.BASELINE) -> None:
+    """Max |Δlogit| of each contender's first answer (same review) vs the baseline's: a sanity check that
+    every contender computes the same model (int8 ones differ by their quantization error only)."""
+    reference = (contenders.get(baseline) or {}).get("first_logits")
+    for entry in contenders.values():
+        mine = entry.get("first_logits")
+        entry["first_answer_max_abs_logit_diff"] = (
+            float(np.max(np.abs(np.asarray(mine) - np.asarray(reference)))) if mine is not None and reference is not None else None
+        )
+
+
+def busiest_load(contenders: dict) -> Optional[float]:
+    """The highest 1-minute load average seen after any worker job (other processes skew the figures)."""
+    loads = [
+        sample[0] for entry in contenders.values() for sample in (entry.get("load_average_after_rounds") or []) if sample
+    ]
+    return max(loads) if loads else None
+
+
 def token_lengths(texts: list[str], tokenizer_dir: Path, max_length: int) -> list[int]:
     from structbert_lite.runtime import load_tokenizer
 
@@ -124,6 +155,7 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
     from structbert_lite.bench.report import write_chart, write_report
 
     started = time.perf_counter()
+    cpu_at_start = machine.cpu_info()  # includes the load average before anything of ours runs
     out, work = Path(out), Path(out) / "work"
     jobs_dir = work / "jobs"
     timeout_s = 120.0 if settings.quick else 900.0
@@ -161,15 +193,6 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
     del prep
     gc.collect()
 
-    logger.info("measuring the GEMM ceilings")
-    ceilings, error = spawn(
-        {"job": "ceilings", "shape": list(settings.ceiling_shape), "threads": settings.threads, "repeats": settings.ceiling_repeats},
-        jobs_dir, "ceilings", settings.threads, timeout_s,
-    )
-    if error:
-        logger.warning("GEMM ceilings failed: %s", error)
-        ceilings = None
-
     base_job = {
         "job": "contender", "threads": settings.threads, "reviews": str(reviews_path), "vocab_size": model_info["vocab_size"],
         "max_length": settings.max_length, "seed": settings.seed, "latency_grid": [list(p) for p in settings.latency_grid],
@@ -179,7 +202,15 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
         )},
     }
     per_round: dict[str, list[dict]] = {name: [] for name in specs}
+    ceiling_runs: list[dict] = []
     for round_index in range(settings.rounds):
+        # Ceilings once per round, best kept: one measurement under a passing load spike would understate them.
+        ceiling_job = {"job": "ceilings", "shape": list(settings.ceiling_shape), "threads": settings.threads, "repeats": settings.ceiling_repeats}
+        measured, error = spawn(ceiling_job, jobs_dir, f"ceilings.r{round_index}", settings.threads, timeout_s)
+        if error:
+            logger.warning("GEMM ceilings failed: %s", error)
+        else:
+            ceiling_runs.append(measured)
         live = [name for name in specs if contenders[name]["status"] != "failed"]
         order = live[round_index % len(live):] + live[: round_index % len(live)] if live else []
         for name in order:
@@ -191,12 +222,14 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
                 logger.warning("contender %s failed: %s", name, error)
             else:
                 per_round[name].append(result)
+    ceilings = merge_ceilings(ceiling_runs)
     for name, results in per_round.items():
         if results:
             aggregate(contenders[name], results, flops, ceilings, useful_flops_per_text)
             if contenders[name]["status"] != "failed":
                 contenders[name]["status"] = "ok"
 
+    add_first_answer_diffs(contenders)
     comparisons = compare.compare(contenders)
     checks = compare.issue_checks(contenders, comparisons)
     profile = None
@@ -216,7 +249,10 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
         "command": command,
         "wall_s": None,
         "settings": settings.as_dict(),
-        "machine": {"cpu": machine.cpu_info(), "versions": machine.library_versions(), "threads": settings.threads},
+        "machine": {
+            "cpu": cpu_at_start, "versions": machine.library_versions(), "threads": settings.threads,
+            "max_load_average_1min": busiest_load(contenders),
+        },
         "model": model_info,
         "ceilings": ceilings,
         "flops": flops,

@@ -30,13 +30,13 @@ class BenchSettings:
     latency_grid: tuple = LATENCY_GRID  # (batch, seq_len) points
     rounds: int = 2  # each contender runs once per round in a fresh process, order rotated per round
     warmup_runs: int = 1  # untimed runs per latency point before timing it
-    min_repeats: int = 3  # timed runs per latency point per round, at least ...
+    min_repeats: int = 2  # timed runs per latency point per round, at least ...
     max_repeats: int = 30  # ... and at most
-    point_budget_s: float = 2.0  # ... and otherwise as many as fit into this per point and round
+    point_budget_s: float = 1.5  # ... and otherwise as many as fit into this per point and round
     throughput_rows: int = 2000  # real reviews scored for throughput
     throughput_batch_sizes: tuple = (1, 8, 32)  # candidates; each contender keeps its best (tuned on a sample)
-    throughput_tune_texts: int = 32  # texts of median length scored per candidate batch size while tuning
-    throughput_cap_s: float = 150.0  # stop a throughput block after this long (reported as partial)
+    throughput_tune_texts: int = 16  # texts of median length scored per candidate batch size while tuning
+    throughput_cap_s: float = 60.0  # stop a throughput block after this long (reported as partial)
     ceiling_shape: tuple = (512, 768, 3072)  # (M, K, N) of the GEMM ceiling micro-graphs
     ceiling_repeats: int = 10
     profile_runs: int = 20  # runs per point when profiling our int8 graph by op type
