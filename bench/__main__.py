@@ -15,6 +15,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m structbert_lite.bench", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: bench/out)")
     parser.add_argument("--model", default=None, help="a ModelScope-layout checkpoint folder (default: random weights)")
+    parser.add_argument("--config", default=None, help="pipeline config whose export/optimize/quantize keys build ours "
+                        "(default: configs/structbert-base.yaml, the published recipe)")
     parser.add_argument("--threads", type=int, default=2, help="thread budget of every contender (default: 2)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default: 2; quick: 1)")
     parser.add_argument("--quick", action="store_true", help="tiny model, few repeats: checks the harness in seconds")
@@ -38,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("structbert_lite").setLevel(logging.INFO)
     overrides = {"threads": args.threads, "model_dir": args.model}
+    if args.config:
+        overrides["config_path"] = args.config
     if args.rounds:
         overrides["rounds"] = args.rounds
     settings = BenchSettings.quick_run(**overrides) if args.quick else BenchSettings.full_run(**overrides)

@@ -57,6 +57,7 @@ class Prepared:
     tokenizer_dir: Path
     work: Path
     cfg: object  # structbert_lite.config.PipelineConfig used for our stages
+    cfg_origin: str  # the YAML file it came from
     ours: dict = dataclasses.field(default_factory=dict)  # variant -> Artifact (filled as stages run)
 
 
@@ -79,7 +80,6 @@ def build_random_model(shape: dict, seed: int):
 
 def prepare_model(settings: BenchSettings, work: Path) -> Prepared:
     """The model under test plus its tokenizer files and a save_pretrained copy for the PyTorch workers."""
-    from structbert_lite.config import parse_config
     from structbert_lite.convert.tokenizer_files import write_tokenizer_files
 
     work.mkdir(parents=True, exist_ok=True)
@@ -103,10 +103,26 @@ def prepare_model(settings: BenchSettings, work: Path) -> Prepared:
         shutil.copyfile(item, torch_dir / item.name)
     config = model.config
     shape = {k: getattr(config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")}
-    cfg = parse_config(
-        {"name": "bench", "model": {"max_length": settings.max_length}, "validate": {"threads": settings.threads}}
-    )
-    return Prepared(model, shape, config.vocab_size, weights, torch_dir, tokenizer_dir, work, cfg)
+    cfg, cfg_origin = pipeline_config(settings)
+    return Prepared(model, shape, config.vocab_size, weights, torch_dir, tokenizer_dir, work, cfg, cfg_origin)
+
+
+def pipeline_config(settings: BenchSettings):
+    """(PipelineConfig, where it came from) for building "ours": the published recipe (export, optimize,
+    quantize keys of ``settings.config_path``) with the benchmark's thread budget and truncation length."""
+    import yaml
+
+    from structbert_lite.config import parse_config
+
+    data, origin = {}, "schema defaults"
+    if settings.config_path:
+        path = Path(settings.config_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"pipeline config {path} does not exist (pass --config FILE)")
+        data, origin = yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path)
+    data = {key: data[key] for key in ("export", "optimize", "quantize") if key in data}
+    data.update(name="bench", model={"max_length": settings.max_length}, validate={"threads": settings.threads})
+    return parse_config(data, origin), origin
 
 
 # ── contenders ────────────────────────────────────────────────────────────────────────────────────────────

@@ -57,16 +57,23 @@ def render_report(results: dict, chart_name: Optional[str] = "chart.png") -> str
         f"- Machine: {cpu['model']}, {cpu['usable_cpus']} usable CPUs; ISA: {', '.join(cpu['isa_flags'])}; "
         f"load average at start {', '.join(f'{x:.2f}' for x in cpu.get('load_average_at_start') or [])}",
         f"- Threads per contender: **{results['machine']['threads']}**; rounds: {settings['rounds']}",
+        f"- Ours built with `{model.get('ours_config', {}).get('path', '?')}`'s export/optimize/quantize keys; int8 "
+        + ", ".join(f"{k} {v}" for k, v in ((model.get("ours_artifacts") or {}).get("int8-dynamic", {}).get("quantization") or {}).items()
+                    if k in ("preset", "weight_type", "reduce_range", "per_channel")),
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in results["machine"]["versions"].items() if k != "platform"),
         f"- Command: `{results['command']}`; {results['created_at']}; wall time {results['wall_s']:.0f} s",
         "",
     ]
     busiest, usable = results["machine"].get("max_load_average_1min"), cpu.get("usable_cpus") or 1
-    if busiest is not None and busiest > usable:
+    threads = results["machine"]["threads"]
+    # The worker's own threads add about `threads` to the load average; more than one extra core's worth
+    # means other processes were competing for the cores.
+    if busiest is not None and busiest > threads + 1.0:
         lines += [
-            f"> **Busy machine:** the 1-minute load average reached {busiest:.1f} on {usable} CPUs during the run, "
-            "so other processes competed for the cores; absolute figures are pessimistic and noisy (multi-threaded "
-            "PyTorch suffered most in our runs). Re-run on an idle machine before quoting numbers.",
+            f"> **Busy machine:** the 1-minute load average reached {busiest:.1f} on {usable} CPUs during the run "
+            f"(our worker alone accounts for about {threads}), so other processes competed for the cores; absolute "
+            "figures are pessimistic and noisy (multi-threaded PyTorch suffered most in our runs). Re-run on an "
+            "idle machine before quoting numbers.",
             "",
         ]
     if chart_name:

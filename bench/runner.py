@@ -187,6 +187,7 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
         "vocab_size": prep.vocab_size,
         "params": int(sum(p.numel() for p in prep.model.parameters())),
         "params_in_matmuls": workload.matmul_params(prep.shape),
+        "ours_config": {"path": prep.cfg_origin, **prep.cfg.resolved()},
         "ours_artifacts": ours_meta,
         "throughput_reviews": {"rows": len(texts), "mean_tokens": float(np.mean(lengths)), "max_length": settings.max_length},
     }

@@ -8,6 +8,7 @@ the test). Every figure in `results.json` is traceable to these fields, which ar
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Optional
 
 # (batch, seq_len) latency points of the issue: batch 1 over lengths, then two batched points.
@@ -16,6 +17,8 @@ LATENCY_GRID = ((1, 16), (1, 32), (1, 64), (1, 128), (1, 256), (8, 64), (32, 128
 BASE_SHAPE = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072}
 TINY_SHAPE = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
 VOCAB_SIZE = 21128
+# "Ours" are built exactly as `make convert` publishes them: with this config's export/optimize/quantize keys.
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "structbert-base.yaml"
 
 
 @dataclasses.dataclass
@@ -24,6 +27,7 @@ class BenchSettings:
 
     threads: int = 2  # intra-op threads of every contender (inter-op: 1)
     model_dir: Optional[str] = None  # a ModelScope-layout checkpoint; None: random weights of `shape`
+    config_path: Optional[str] = str(DEFAULT_CONFIG)  # pipeline config whose export/optimize/quantize build "ours"
     shape: dict = dataclasses.field(default_factory=lambda: dict(BASE_SHAPE))  # BertConfig fields (random weights)
     seed: int = 20240601  # random weights, synthetic ids, review sample
     max_length: int = 128  # truncation of the throughput reviews
