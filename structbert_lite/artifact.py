@@ -185,19 +185,25 @@ def publish_atomically(staged: Path, final: Path) -> Path:
     return final
 
 
-def recover_interrupted(parent: Path) -> None:
-    """Clean up after a run killed mid-publish: restore ``.<name>.old-*`` where ``<name>`` is gone, drop temps."""
+def recover_interrupted(parent: Path, keep: frozenset[Path] | set[Path] = frozenset()) -> None:
+    """Clean up after a run killed mid-publish: restore ``.<name>.old-*`` where ``<name>`` is gone, drop temps.
+
+    Folders in ``keep`` (resolved paths: a caller's own staging folders, which look exactly like leftovers
+    of a killed run) are left alone.
+    """
     parent = Path(parent)
     if not parent.is_dir():
         return
-    for entry in parent.iterdir():
+    for entry in sorted(parent.iterdir()):
         name = entry.name
-        if name.startswith(".") and ".old-" in name:
+        if not name.startswith(".") or entry.resolve() in keep:
+            continue
+        if ".old-" in name:
             target = parent / name[1:].split(".old-")[0]
             if not target.exists():
                 os.rename(entry, target)
                 logger.warning("restored %s from an interrupted publish", target)
             else:
                 shutil.rmtree(entry, ignore_errors=True)
-        elif name.startswith(".") and ".tmp-" in name:
+        elif ".tmp-" in name:
             shutil.rmtree(entry, ignore_errors=True)

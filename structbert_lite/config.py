@@ -159,6 +159,12 @@ class PipelineConfig(_Strict):
             raise ValueError(f"unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
         return gate
 
+    @model_validator(mode="after")
+    def _int8_needs_fusions(self):
+        if self.quantize.enabled and not self.optimize.enabled:
+            raise ValueError("quantize.enabled needs optimize.enabled: int8 is made from the fused graph")
+        return self
+
     @property
     def validate(self) -> ValidateConfig:  # type: ignore[override]  # 'validate' is a pydantic v1 name
         return self.validate_

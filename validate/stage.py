@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -25,6 +24,7 @@ from typing import Any, Callable, Optional
 from structbert_lite.artifact import (
     Artifact,
     publish_atomically,
+    recover_interrupted,
     staging_dir,
     verify_folder,
     write_manifest,
@@ -102,28 +102,6 @@ def _probe(kind: str, path: Path, texts: list[str], cfg: PipelineConfig, **kw) -
     return {"peak_rss_mb": result["peak_rss_mb"], "cold_start_s": result["cold_start_s"], "load_s": result["load_s"]}
 
 
-def _recover_interrupted(out_dir: Path, keep: set[Path]) -> None:
-    """`artifact.recover_interrupted`, except that the staging folders in ``keep`` (our inputs) survive.
-
-    The caller may stage its variants in ``out_dir`` itself (``artifact.staging_dir(out_dir / variant)``),
-    and those ``.<variant>.tmp-*`` folders look exactly like leftovers of a killed run. Same rules otherwise:
-    a ``.<name>.old-*`` backup whose ``<name>`` is gone is restored, other backups and temps are removed.
-    """
-    for entry in sorted(out_dir.iterdir()):
-        name = entry.name
-        if not name.startswith(".") or entry.resolve() in keep:
-            continue
-        if ".old-" in name:
-            target = out_dir / name[1:].split(".old-")[0]
-            if not target.exists():
-                os.rename(entry, target)
-                logger.warning("restored %s from an interrupted publish", target)
-                continue
-            shutil.rmtree(entry, ignore_errors=True)
-        elif ".tmp-" in name:
-            shutil.rmtree(entry, ignore_errors=True)
-
-
 def _staged_in_place(variant: Artifact, out_dir: Path) -> bool:
     """True when the variant already sits in a hidden staging folder in ``out_dir`` (same filesystem)."""
     path = Path(variant.path).resolve()
@@ -170,7 +148,7 @@ def run(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _recover_interrupted(out_dir, {Path(v.path).resolve() for v in variants})
+    recover_interrupted(out_dir, keep={Path(v.path).resolve() for v in variants})
     names = [v.variant for v in variants]
     if not variants:
         raise StructbertLiteError("validate: no variants to validate (all disabled in the config?)")

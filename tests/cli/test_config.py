@@ -39,6 +39,7 @@ def test_demo_yaml_mirrors_the_schema():
         ("name: x\ngate:\n  int4: {}\n", "unknown variant(s) ['int4']"),
         ("name: x\ngate:\n  int8-dynamic:\n    min_agreement: 1.5\n", "gate.int8-dynamic.min_agreement"),
         ("model: {}\n", "name: Field required"),
+        ("name: x\noptimize:\n  enabled: false\n", "quantize.enabled needs optimize.enabled"),
         ("- just\n- a list\n", "the top level must be a mapping"),
         ("name: [unclosed\n", "is not valid YAML"),
     ],

@@ -11,7 +11,6 @@ import yaml
 from structbert_lite.artifact import verify_folder
 from structbert_lite.cli import EXIT_GATE, main
 from structbert_lite.convert.export_onnx import PARITY_SENTENCES
-from tests.builders import write_tiny_checkpoint
 
 VARIANTS = ("fp32", "fp32-optimized", "int8-dynamic")
 
