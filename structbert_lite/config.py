@@ -106,7 +106,9 @@ class QuantizeConfig(_Strict):
     weight_type: Optional[Literal["int8", "uint8"]] = Field(None, description="weight data type (None: the preset decides)")
     symmetric_weights: bool = Field(True, description="symmetric weight quantization (zero point 0)")
     op_types: list[str] = Field(
-        ["MatMul", "Attention"], min_length=1, description="op types to quantize (MatMul, Attention, Gather, ...)"
+        ["MatMul", "Attention", "EmbedLayerNormalization"],
+        min_length=1,
+        description="op types to quantize (MatMul, Attention, EmbedLayerNormalization = the embedding tables, Gather)",
     )
     nodes_to_exclude: list[str] = Field([], description="node names kept in FP32")
     fallback: FallbackConfig = Field(default_factory=FallbackConfig, description="accuracy-aware fallback")

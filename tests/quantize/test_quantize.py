@@ -59,6 +59,7 @@ def test_int8_structure_size_and_agreement(chain):
     int8 = dynamic_int8.run(optimized, cfg, work / "int8")
     counts = int8.meta["op_counts"]
     assert counts["QAttention"] == 2 and counts.get("Attention", 0) == 0
+    assert counts["QEmbedLayerNormalization"] == 1 and counts.get("EmbedLayerNormalization", 0) == 0
     assert counts["MatMulInteger"] >= 4
     assert int8.meta["quantization"]["reduce_range"] is True and int8.meta["quantization"]["weight_type"] == "int8"
     ratio = fp32.model_path.stat().st_size / int8.model_path.stat().st_size
