@@ -18,7 +18,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", default=None, help="pipeline config whose export/optimize/quantize keys build ours "
                         "(default: configs/structbert-base.yaml, the published recipe)")
     parser.add_argument("--threads", type=int, default=2, help="thread budget of every contender (default: 2)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (default: 2; quick: 1)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default: 3; quick: 1)")
     parser.add_argument("--quick", action="store_true", help="tiny model, few repeats: checks the harness in seconds")
     args = parser.parse_args(argv)
     if args.threads < 1:

@@ -101,6 +101,7 @@ def aggregate(entry: dict, results: list[dict], flops: dict, ceilings: Optional[
     entry["options"] = results[-1].get("options", entry.get("options"))
     entry["first_logits"] = results[0].get("first_logits")
     entry["load_average_after_rounds"] = [r.get("load_average_after") for r in results]
+    entry["involuntary_context_switches_rounds"] = [r.get("involuntary_context_switches") for r in results]
     if ceilings:
         ceiling = ceilings[entry["precision"]]["gflops_best"]
         share = {p: {"gflops": flops[p] / (v["p50_ms"] / 1000) / 1e9} for p, v in entry["latency"].items()}
@@ -193,6 +194,10 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
     }
     del prep
     gc.collect()
+    # Preparation wrote GBs (checkpoint, ONNX graphs): flush them now, or kernel writeback competes with the first
+    # timed block (seen: PyTorch FP32 at 1x32 took 1050 ms in the first block after preparation, 66 ms later).
+    os.sync()
+    time.sleep(settings.settle_s)
 
     base_job = {
         "job": "contender", "threads": settings.threads, "reviews": str(reviews_path), "vocab_size": model_info["vocab_size"],

@@ -32,7 +32,8 @@ class BenchSettings:
     seed: int = 20240601  # random weights, synthetic ids, review sample
     max_length: int = 128  # truncation of the throughput reviews
     latency_grid: tuple = LATENCY_GRID  # (batch, seq_len) points
-    rounds: int = 2  # each contender runs once per round in a fresh process, order rotated per round
+    rounds: int = 3  # each contender runs once per round in a fresh process, order rotated per round; medians
+    settle_s: float = 5.0  # pause after preparation (after flushing its writes) before the first timed block
     warmup_runs: int = 1  # untimed runs per latency point before timing it
     min_repeats: int = 2  # timed runs per latency point per round, at least ...
     max_repeats: int = 30  # ... and at most
@@ -56,6 +57,7 @@ class BenchSettings:
         values = dict(
             shape=dict(TINY_SHAPE),
             rounds=1,
+            settle_s=0.0,
             min_repeats=2,
             max_repeats=5,
             point_budget_s=0.1,

@@ -179,6 +179,8 @@ def run_contender(job: dict) -> dict:
         result["throughput"] = measure_throughput(predict, tokenizer, texts, job)
     result["peak_rss_mb"] = peak_rss_mb()
     result["load_average_after"] = list(os.getloadavg())  # other work on the machine skews every figure
+    # Preemptions by other processes: PyTorch's OpenMP threads collapse under them (measured 30x at 1x32).
+    result["involuntary_context_switches"] = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
     return result
 
 
