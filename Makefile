@@ -30,9 +30,9 @@ demo: setup ## offline, end to end: train the demo model, convert, quantize, val
 convert: setup ## the real StructBERT (needs ModelScope access), or MODEL=<dir> / CONFIG=<yaml>
 	$(BIN)/structbert-lite run --config $(CONFIG) $(RUN_FLAGS)
 
-bench: setup ## side-by-side benchmark against the peers (installs the bench extra)
+bench: setup ## side-by-side benchmark vs the peers (installs the bench extra); MODEL=, OUT=, THREADS=, CONFIG=
 	$(BIN)/pip install -e ".[convert,test,bench]"
-	$(BIN)/python -m structbert_lite.bench $(if $(MODEL),--model $(MODEL)) --out $(or $(OUT),bench/out)
+	$(BIN)/python -m structbert_lite.bench $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) --threads $(or $(THREADS),2) --out $(or $(OUT),bench/out)
 
 serve: setup ## serve a published variant (default: the demo's int8-dynamic)
 	$(BIN)/structbert-lite serve --artifact $(ARTIFACT) --host $(HOST) --port $(PORT)
