@@ -168,6 +168,21 @@ def prepare_ours_int8(prep: Prepared) -> ContenderSpec:
     return ContenderSpec("ours-int8-dynamic", "ort", str(artifact.model_path), str(prep.tokenizer_dir))
 
 
+def prepare_ours_int8_host(prep: Prepared) -> ContenderSpec:
+    """Our int8 with `quantize.preset: auto`: tuned for the instruction set of the machine running the bench
+    (as PyTorch's and OpenVINO's kernels are); the published recipe above stays portable (avx2)."""
+    from structbert_lite.quantize import dynamic_int8
+
+    cfg = prep.cfg.model_copy(deep=True)
+    cfg.quantize.preset = "auto"
+    artifact = dynamic_int8.run(optimize_ours(prep), cfg, prep.work / "ours" / "int8-dynamic-host", eval_texts=None)
+    quant = artifact.meta["quantization"]
+    return ContenderSpec(
+        "ours-int8-host", "ort", str(artifact.model_path), str(prep.tokenizer_dir),
+        {"preset": quant["preset"], "reduce_range": quant["reduce_range"]},
+    )
+
+
 def prepare_optimum_avx2(prep: Prepared) -> ContenderSpec:
     """What a user gets from optimum's documented recipe: export, then the stock avx2 dynamic preset."""
     from optimum.exporters.onnx import main_export
@@ -213,6 +228,7 @@ CONTENDERS = {
         Contender("openvino-fp32", "peer", "fp32", "OpenVINO CPU on our FP32 ONNX, PERFORMANCE_HINT=LATENCY, INFERENCE_PRECISION_HINT=f32", prepare_openvino_fp32),
         Contender("ours-fp32-optimized", "ours", "fp32", "our fp32-optimized artifact (ORT transformer fusions)", prepare_ours_fp32_optimized),
         Contender("ours-int8-dynamic", "ours", "int8", "our int8-dynamic artifact (dynamic int8 of the fused graph)", prepare_ours_int8),
+        Contender("ours-int8-host", "ours", "int8", "our int8 with preset auto: tuned for this machine's instruction set", prepare_ours_int8_host),
     )
 }
 
