@@ -16,6 +16,8 @@ import logging
 import platform
 from pathlib import Path
 
+from structbert_lite.cpu import CPUINFO, read_cpu_flags
+
 logger = logging.getLogger(__name__)
 
 # Instruction sets from weakest to strongest, with the /proc/cpuinfo flags that define each.
@@ -57,16 +59,13 @@ class QuantPreset:
 PRESETS = {"avx2": QuantPreset.avx2, "avx512": QuantPreset.avx512, "avx512_vnni": QuantPreset.avx512_vnni}
 
 
-def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
-    """The CPU feature flags of this machine (Linux); empty where they cannot be read."""
-    try:
-        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
-            if line.startswith(("flags", "Features")):
-                return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    logger.warning("cannot read CPU flags from %s (machine %s); assuming AVX2 only", cpuinfo, platform.machine())
-    return frozenset()
+def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
+    """The CPU feature flags of this machine (Linux); empty (→ AVX2 settings) where they cannot be read."""
+    flags = read_cpu_flags(cpuinfo)
+    if flags is None:
+        logger.warning("cannot read CPU flags from %s (machine %s); assuming AVX2 only", cpuinfo, platform.machine())
+        return frozenset()
+    return frozenset(flags)
 
 
 def detect_isa(flags: frozenset[str] | set[str]) -> str:

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
+
+from structbert_lite.cpu import CPUINFO, read_cpu_flags
 
 logger = logging.getLogger(__name__)
 
-CPUINFO = Path("/proc/cpuinfo")
-
-
-def read_cpu_flags(cpuinfo: Path = CPUINFO) -> Optional[set[str]]:
-    """The CPU's feature flags (lower case), or None where they cannot be read (not Linux, no /proc)."""
-    try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86 says "flags", arm64 "Features"
-            return {flag.lower() for flag in value.split()}
-    return None
+__all__ = ["CPUINFO", "check_cpu_flags", "read_cpu_flags"]
 
 
 def check_cpu_flags(manifest: dict[str, Any], cpuinfo: Path = CPUINFO) -> dict[str, Any]:
