@@ -81,6 +81,23 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+def predict_logits(classifier, texts: Sequence[str], batch_size: int = 32, progress=None) -> np.ndarray:
+    """Logits of any classifier with ``.tokenizer``/``.labels``/``.logits_for_encoding`` (ONNX or torch).
+
+    Texts are scored in length-sorted batches with dynamic padding and returned in input order;
+    ``progress`` is an optional tqdm-like object updated by the number of texts per batch.
+    """
+    texts = list(texts)
+    out = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)  # (rows, num_labels)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        out[idx] = classifier.logits_for_encoding(encode(classifier.tokenizer, [texts[i] for i in idx]))
+        if progress is not None:
+            progress.update(len(idx))
+    return out
+
+
 def create_session(model_path: Path, threads: int | None = None, optimize: bool = True):
     """An onnxruntime CPU session with a fixed intra-op thread budget; corrupt files get a clear error."""
     import onnxruntime as ort
@@ -121,15 +138,7 @@ class OnnxClassifier:
 
     def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Logits for ``texts`` in order; batches are length-sorted so padding stays small."""
-        texts = list(texts)
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            out[idx] = self.logits_for_encoding(encode(self.tokenizer, [texts[i] for i in idx]))
-        return out
+        return predict_logits(self, texts, batch_size)
 
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[dict]:
         probs = softmax(self.logits(texts, batch_size))

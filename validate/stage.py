@@ -31,7 +31,7 @@ from structbert_lite.artifact import (
 )
 from structbert_lite.config import PipelineConfig
 from structbert_lite.errors import ArtifactError, GateError, StructbertLiteError
-from structbert_lite.runtime import OnnxClassifier
+from structbert_lite.runtime import OnnxClassifier, predict_logits
 from structbert_lite.validate import accuracy, speed
 from structbert_lite.validate.eval_data import LABEL_NAMES, EvalSet
 from structbert_lite.validate.gate import evaluate_gate
@@ -49,7 +49,6 @@ from structbert_lite.validate.torch_baseline import (
     DEFAULT_BASELINE_LOADER,
     TorchClassifier,
     load_baseline_model,
-    predict_logits,
 )
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from structbert_lite.errors import CheckpointError
-from structbert_lite.runtime import encode, english_label, load_tokenizer
+from structbert_lite.runtime import english_label, load_tokenizer, predict_logits
 
 logger = logging.getLogger(__name__)
 
@@ -75,20 +75,3 @@ class TorchClassifier:
     def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Logits for ``texts`` in order, length-sorted batches like `OnnxClassifier.logits`."""
         return predict_logits(self, texts, batch_size)
-
-
-def predict_logits(classifier, texts: Sequence[str], batch_size: int = 32, progress=None) -> np.ndarray:
-    """Logits of any classifier with ``.tokenizer``/``.labels``/``.logits_for_encoding`` (ONNX or torch).
-
-    Same batching as `OnnxClassifier.logits` (length-sorted, dynamic padding); ``progress`` is an
-    optional tqdm-like object updated by the number of texts per batch.
-    """
-    texts = list(texts)
-    out = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)  # (rows, num_labels)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        out[idx] = classifier.logits_for_encoding(encode(classifier.tokenizer, [texts[i] for i in idx]))
-        if progress is not None:
-            progress.update(len(idx))
-    return out
