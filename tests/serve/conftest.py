@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_support import LiveServer, build_tiny_variant, wait_ready
+from serve_support import LiveServer, build_tiny_variant, started_client
 
 
 @pytest.fixture(scope="session")
@@ -25,17 +25,10 @@ def artifact_copy(tiny_artifact, tmp_path) -> Path:
 @pytest.fixture
 def make_client(tiny_artifact):
     """make_client(**settings) -> a started TestClient whose model answered its warm-up."""
-    from fastapi.testclient import TestClient
-
-    from structbert_lite.serve.app import create_app
-    from structbert_lite.serve.settings import ServeSettings
-
     stack = contextlib.ExitStack()
 
     def make(folder: Path = tiny_artifact, **settings):
-        client = stack.enter_context(TestClient(create_app(folder, ServeSettings(**settings))))
-        wait_ready(client)
-        return client
+        return stack.enter_context(started_client(folder, **settings))
 
     with stack:
         yield make

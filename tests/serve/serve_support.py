@@ -56,6 +56,19 @@ def build_tiny_variant(folder: Path) -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def started_client(folder: Path, **settings):
+    """A FastAPI TestClient over ``create_app(folder, ServeSettings(**settings))`` whose model answered its warm-up."""
+    from fastapi.testclient import TestClient
+
+    from structbert_lite.serve.app import create_app
+    from structbert_lite.serve.settings import ServeSettings
+
+    with TestClient(create_app(folder, ServeSettings(**settings))) as client:
+        wait_ready(client)
+        yield client
+
+
 def wait_ready(client, timeout: float = 20.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:

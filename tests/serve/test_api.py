@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from serve_support import wait_ready
+from serve_support import started_client, wait_ready
 
 from structbert_lite.artifact import manifest_digest
 
@@ -17,14 +17,7 @@ TEXTS = ["这部电影太好看了", "完全浪费时间", "差劲", "非常喜�
 @pytest.fixture(scope="module")
 def strict_client(tiny_artifact):
     """Tight limits, so each one can be crossed cheaply: 4 texts per batch, 16 tokens (rejected), 16 KiB bodies."""
-    from fastapi.testclient import TestClient
-
-    from structbert_lite.serve.app import create_app
-    from structbert_lite.serve.settings import ServeSettings
-
-    settings = ServeSettings(max_batch=4, max_length=16, overlong="reject", max_body_bytes=16384, cache_size=0)
-    with TestClient(create_app(tiny_artifact, settings)) as client:
-        wait_ready(client)
+    with started_client(tiny_artifact, max_batch=4, max_length=16, overlong="reject", max_body_bytes=16384, cache_size=0) as client:
         yield client
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from serve_support import wait_ready
+from serve_support import started_client
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -33,14 +33,7 @@ bodies = (
 
 @pytest.fixture(scope="module")
 def fuzz_client(tiny_artifact):
-    from fastapi.testclient import TestClient
-
-    from structbert_lite.serve.app import create_app
-    from structbert_lite.serve.settings import ServeSettings
-
-    settings_ = ServeSettings(max_batch=8, max_length=32, overlong="reject", max_body_bytes=4096, cache_size=16)
-    with TestClient(create_app(tiny_artifact, settings_)) as client:
-        wait_ready(client)
+    with started_client(tiny_artifact, max_batch=8, max_length=32, overlong="reject", max_body_bytes=4096, cache_size=16) as client:
         yield client
 
 
