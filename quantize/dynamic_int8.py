@@ -10,7 +10,6 @@ size; quantized, 25%). Quantizing the *fused* graph matters: optimum's stock unf
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -119,7 +118,3 @@ def run(artifact: Artifact, cfg, out_dir: Path, eval_texts=None, eval_labels=Non
         "structure": structure,
     }
     return Artifact(out_dir, "int8-dynamic", meta)
-
-
-def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="structbert-lite-int8-"))
