@@ -13,24 +13,12 @@ from typing import Sequence
 
 import numpy as np
 
+from structbert_lite.constants import english_label
 from structbert_lite.errors import ArtifactError, ModelFileError
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-# Checkpoint label names (ModelScope uses 负面/正面) -> the English names the API returns.
-ENGLISH_LABELS = {
-    "负面": "Negative",
-    "正面": "Positive",
-    "negative": "Negative",
-    "positive": "Positive",
-    "label_0": "Negative",
-    "label_1": "Positive",
-}
-
-
-def english_label(name: str) -> str:
-    return ENGLISH_LABELS.get(str(name).strip().lower(), ENGLISH_LABELS.get(str(name).strip(), str(name)))
 
 
 def read_label_names(folder: Path) -> list[str]:
@@ -86,8 +74,12 @@ def predict_logits(classifier, texts: Sequence[str], batch_size: int = 32, progr
 
     Texts are scored in length-sorted batches with dynamic padding and returned in input order;
     ``progress`` is an optional tqdm-like object updated by the number of texts per batch.
+    A classifier whose ``batch_invariant`` is False (dynamic int8: one activation scale per batch tensor, so a
+    text's logits depend on its neighbours and their padding) is run one text at a time, unpadded.
     """
     texts = list(texts)
+    if not getattr(classifier, "batch_invariant", True):
+        batch_size = 1
     out = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)  # (rows, num_labels)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for start in range(0, len(order), batch_size):
@@ -124,9 +116,19 @@ def create_session(model_path: Path, threads: int | None = None, optimize: bool 
 class OnnxClassifier:
     """Scores texts with a variant folder's ``model.onnx``."""
 
-    def __init__(self, folder: Path, max_length: int = 128, threads: int | None = None, model_file: str = "model.onnx"):
+    engine = "onnxruntime"
+
+    def __init__(
+        self,
+        folder: Path,
+        max_length: int = 128,
+        threads: int | None = None,
+        model_file: str = "model.onnx",
+        batch_invariant: bool = True,
+    ):
         self.folder = Path(folder)
         self.max_length = max_length
+        self.batch_invariant = batch_invariant
         self.session = create_session(self.folder / model_file, threads)
         self.tokenizer = load_tokenizer(self.folder, max_length)
         self.labels = read_label_names(self.folder)
@@ -144,3 +146,59 @@ class OnnxClassifier:
         probs = softmax(self.logits(texts, batch_size))
         best = probs.argmax(axis=-1)
         return [{"label": self.labels[b], "score": float(p[b])} for b, p in zip(best, probs)]
+
+
+# Inference engines by the name a manifest records under "engine" (a dict literal, ORT MODEL_TYPES style).
+ENGINES = {"onnxruntime": OnnxClassifier}
+
+
+def _read_manifest_if_any(folder: Path) -> dict:
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}); the folder is corrupt, re-publish it") from None
+    return data if isinstance(data, dict) else {}
+
+
+def variant_engine(folder: Path, manifest: dict | None = None) -> str:
+    """The engine a variant folder runs on: the manifest's ``engine``, else guessed from its model file."""
+    manifest = _read_manifest_if_any(folder) if manifest is None else manifest
+    engine = manifest.get("engine")
+    if engine:
+        return str(engine)
+    if (Path(folder) / "openvino_model.xml").is_file() and not (Path(folder) / "model.onnx").is_file():
+        return "openvino"
+    return "onnxruntime"
+
+
+def is_batch_invariant(manifest: dict) -> bool:
+    """Whether a text's answer is independent of its batch neighbours, as measured at publish time.
+
+    Folders without the measurement fall back on what the graph is: dynamic int8 is not batch-invariant.
+    """
+    measured = manifest.get("batch_invariance")
+    if isinstance(measured, dict) and isinstance(measured.get("invariant"), bool):
+        return measured["invariant"]
+    tool = (manifest.get("quantization") or {}).get("tool", "")
+    return "quantize_dynamic" not in str(tool)
+
+
+def open_variant(folder: Path, max_length: int | None = None, threads: int | None = None):
+    """The classifier for a published (or staged) variant folder, on the engine its manifest names.
+
+    ``max_length`` defaults to the manifest's ``config.model.max_length``, else 128.
+    """
+    folder = Path(folder)
+    manifest = _read_manifest_if_any(folder)
+    engine = variant_engine(folder, manifest)
+    if engine not in ENGINES:
+        raise ArtifactError(
+            f"{folder} needs the {engine!r} engine, which this install does not have (known: {sorted(ENGINES)})"
+        )
+    if max_length is None:
+        model_cfg = (manifest.get("config") or {}).get("model") or {}
+        max_length = model_cfg.get("max_length") if isinstance(model_cfg.get("max_length"), int) else 128
+    return ENGINES[engine](folder, max_length=max_length, threads=threads, batch_invariant=is_batch_invariant(manifest))
