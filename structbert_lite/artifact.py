@@ -38,6 +38,7 @@ class Artifact:
     path: Path
     variant: str
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    format: str = "onnx"  # "onnx" (model.onnx) | "openvino" (openvino_model.xml/.bin) | "checkpoint" (PyTorch, ModelScope layout)
 
     @property
     def model_path(self) -> Path:

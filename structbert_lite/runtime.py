@@ -148,8 +148,27 @@ class OnnxClassifier:
         return [{"label": self.labels[b], "score": float(p[b])} for b, p in zip(best, probs)]
 
 
-# Inference engines by the name a manifest records under "engine" (a dict literal, ORT MODEL_TYPES style).
-ENGINES = {"onnxruntime": OnnxClassifier}
+# Inference engines by the name a manifest records under "engine" (a dict literal, ORT MODEL_TYPES style);
+# "module:Class", imported when a folder needs it, so an onnxruntime-only install never imports OpenVINO.
+ENGINES = {
+    "onnxruntime": "structbert_lite.runtime:OnnxClassifier",
+    "openvino": "structbert_lite.openvino_runtime:OpenVinoClassifier",
+}
+
+
+def engine_class(engine: str):
+    """The classifier class of ``engine``; a clear error when it is unknown or its package is not installed."""
+    import importlib
+
+    if engine not in ENGINES:
+        raise ArtifactError(f"unknown inference engine {engine!r} (known: {sorted(ENGINES)})")
+    module_name, _, class_name = ENGINES[engine].partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), class_name)
+    except ImportError as exc:
+        raise ArtifactError(
+            f"this variant runs on {engine}, which is not installed ({exc.name}): pip install 'structbert-lite[{engine}]'"
+        ) from None
 
 
 def _read_manifest_if_any(folder: Path) -> dict:
@@ -193,12 +212,8 @@ def open_variant(folder: Path, max_length: int | None = None, threads: int | Non
     """
     folder = Path(folder)
     manifest = _read_manifest_if_any(folder)
-    engine = variant_engine(folder, manifest)
-    if engine not in ENGINES:
-        raise ArtifactError(
-            f"{folder} needs the {engine!r} engine, which this install does not have (known: {sorted(ENGINES)})"
-        )
+    classifier_class = engine_class(variant_engine(folder, manifest))
     if max_length is None:
         model_cfg = (manifest.get("config") or {}).get("model") or {}
         max_length = model_cfg.get("max_length") if isinstance(model_cfg.get("max_length"), int) else 128
-    return ENGINES[engine](folder, max_length=max_length, threads=threads, batch_invariant=is_batch_invariant(manifest))
+    return classifier_class(folder, max_length=max_length, threads=threads, batch_invariant=is_batch_invariant(manifest))
