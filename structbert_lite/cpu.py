@@ -1,22 +1,44 @@
-"""This CPU's feature flags (Linux /proc/cpuinfo). Torch-free: quantize/ picks presets with it, serve/ checks
-that a variant's instruction set is present."""
+"""This CPU's model name and feature flags (Linux /proc/cpuinfo): the one place that file is parsed.
+
+Torch-free and import-light: quantize/ picks int8 presets with the flags, serve/ checks that a variant's
+instruction set is present, and `measure.machine` describes the machine that measured a number.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
 CPUINFO = Path("/proc/cpuinfo")
 
 
-def read_cpu_flags(cpuinfo: Path = CPUINFO) -> Optional[set[str]]:
-    """The CPU's feature flags (lower case), or None where they cannot be read (not Linux, no /proc)."""
+@dataclasses.dataclass(frozen=True)
+class CpuInfo:
+    model: Optional[str]  # "model name" of the first processor (None: not given, e.g. some arm64 kernels)
+    flags: frozenset[str]  # feature flags, lower case
+
+
+def read_cpuinfo(cpuinfo: Path = CPUINFO) -> Optional[CpuInfo]:
+    """Model name and flags of the first processor listed, or None where the file cannot be read."""
     try:
-        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+    model, flags = None, None
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):  # x86 says "flags", arm64 "Features"
-            return {flag.lower() for flag in value.split()}
-    return None
+        key = key.strip()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key in ("flags", "Features") and flags is None:  # x86 says "flags", arm64 "Features"
+            flags = frozenset(flag.lower() for flag in value.split())
+        if model is not None and flags is not None:
+            break
+    return CpuInfo(model, flags or frozenset())
+
+
+def read_cpu_flags(cpuinfo: Path = CPUINFO) -> Optional[set[str]]:
+    """The CPU's feature flags (lower case), or None where they cannot be read (not Linux, no /proc)."""
+    info = read_cpuinfo(cpuinfo)
+    return set(info.flags) if info is not None and info.flags else None
