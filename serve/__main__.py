@@ -15,7 +15,7 @@ def main(argv=None) -> int:
         return serve_from_args(args)
     except StructbertLiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)  # PortInUseError: 5
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 ``create_app`` verifies and loads the artifact before it returns (a tampered folder raises ArtifactError);
 the warm-up request runs once the server has started, and /health says "ready" only after it answered.
+The cache and the micro-batcher hold label probabilities; each answer is shaped from them on the way out
+(``{label, score}``, or ModelScope's ``{scores, labels}`` with ``?format=modelscope``).
 """
 
 # No `from __future__ import annotations` here: FastAPI must resolve the per-app request models in the
@@ -12,20 +14,28 @@ import logging
 import time
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from structbert_lite import __version__
+from structbert_lite.api import label_score_answer, modelscope_answer
 
 from .batcher import MicroBatcher
 from .cache import PredictionCache
-from .engine import Engine, load_engine
+from .engine import INFER_BATCH, Engine, load_engine
 from .http_errors import RequestProblem, install_error_handlers
 from .middleware import AccessLog, BodyGuard
-from .schemas import ERROR_RESPONSES, Prediction, build_request_models
+from .schemas import (
+    ERROR_RESPONSES,
+    NO_TOKEN_MESSAGE,
+    AnswerFormat,
+    ModelScopePrediction,
+    Prediction,
+    build_request_models,
+)
 from .settings import ServeSettings
 
 logger = logging.getLogger(__name__)
@@ -34,6 +44,15 @@ logger = logging.getLogger(__name__)
 PAGE_CSP = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:"
 )
+
+
+PREDICT_DOC = (
+    "Default answer: {label: Positive|Negative, score: probability of that label}. With ?format=modelscope: "
+    "{scores: [...], labels: [...]}, every label's probability sorted descending with the checkpoint's label "
+    "names (正面/负面), as ModelScope's pipeline(Tasks.text_classification) returns it."
+)
+FORMAT_QUERY = Query(AnswerFormat.default, alias="format",
+                     description="default: {label, score}; modelscope: {scores, labels} like ModelScope's pipeline")
 
 
 def read_page() -> str:
@@ -67,22 +86,35 @@ class ServeState:
         self.status = "ready"
         logger.info("ready: warm-up answered in %.0f ms", self.warmup_seconds * 1000)
 
-    async def predict(self, texts: Sequence[str], field: str) -> list[dict[str, Any]]:
-        """Results in input order: overlong check, cache, then the micro-batcher for the misses."""
+    async def predict(self, texts: Sequence[str], field: str,
+                      answer_format: AnswerFormat = AnswerFormat.default) -> list[dict[str, Any]]:
+        """Answers in input order, shaped as ``answer_format`` asks."""
         self.requests += 1
-        if self.engine.overlong == "reject":
-            over = await run_in_threadpool(self.engine.overlong_texts, texts)
-            if over:
-                limit = self.engine.max_length
-                problems = [
-                    {"field": field.format(i=i), "message": f"text is {n} tokens, over the limit of {limit} "
-                                                             "(--max-length)"}
-                    for i, n in over
-                ]
-                detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
-                raise RequestProblem(422, "text_too_long", detail + " (this server rejects overlong texts; "
-                                     "shorten them, or start it with --overlong truncate)", problems)
-        results: list[Optional[dict]] = [None] * len(texts)
+        await self.check_texts(texts, field)
+        shape = modelscope_answer if answer_format is AnswerFormat.modelscope else label_score_answer
+        names = self.engine.checkpoint_labels
+        return [shape(probs, names) for probs in await self.probabilities(texts)]
+
+    async def check_texts(self, texts: Sequence[str], field: str) -> None:
+        """422 for a text the model would see as no token at all, and (reject mode) for an overlong one."""
+        empty, over = await run_in_threadpool(self.engine.check_texts, texts)
+        if empty:
+            problems = [{"field": field.format(i=i), "message": NO_TOKEN_MESSAGE} for i in empty]
+            detail = "; ".join(f"{p['field']}: {NO_TOKEN_MESSAGE}" for p in problems)
+            raise RequestProblem(422, "invalid_request", detail, problems)
+        if over:
+            limit = self.engine.max_length
+            problems = [
+                {"field": field.format(i=i), "message": f"text is {n} tokens, over the limit of {limit} (--max-length)"}
+                for i, n in over
+            ]
+            detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
+            raise RequestProblem(422, "text_too_long", detail + " (this server rejects overlong texts; "
+                                 "shorten them, or start it with --overlong truncate)", problems)
+
+    async def probabilities(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
+        """Label probabilities in input order: the cache, then the micro-batcher for the misses."""
+        results: list[Optional[tuple]] = [None] * len(texts)
         pending: dict[str, list[int]] = {}
         for i, text in enumerate(texts):
             if text in pending:
@@ -98,7 +130,7 @@ class ServeState:
             for (text, indices), answer in zip(pending.items(), answers):
                 self.cache.put(text, answer)
                 for i in indices:
-                    results[i] = dict(answer)
+                    results[i] = answer
         return results  # type: ignore[return-value]
 
     def health(self) -> dict[str, Any]:
@@ -108,10 +140,16 @@ class ServeState:
             "ready": self.status == "ready",
             "artifact": {"name": info.name, "variant": info.variant, "manifest_sha256": info.manifest_sha256},
             "model": {
-                "labels": self.engine.labels,
+                "labels": self.engine.labels,  # the API's names, id order
+                "checkpoint_labels": self.engine.checkpoint_labels,  # config.json id2label: 负面, 正面
+                "engine": getattr(self.engine.classifier, "engine", None),
                 "max_length": self.engine.max_length,
+                "truncation": getattr(self.engine.classifier, "truncation", "head"),
                 "overlong": self.engine.overlong,
                 "threads": self.settings.threads,
+                # False: the variant's answers depend on batch neighbours, so it runs one text per model call.
+                "batch_invariant": self.engine.batch_invariant,
+                "texts_per_model_call": INFER_BATCH if self.engine.batch_invariant else 1,
             },
             "cpu": info.cpu,
             "warmup_ms": None if self.warmup_seconds is None else round(self.warmup_seconds * 1000, 1),
@@ -149,14 +187,16 @@ def create_app(artifact_dir: Path, settings: Optional[ServeSettings] = None) -> 
     app.state.serve = state
     install_error_handlers(app, settings.max_batch)
 
-    @app.post("/predict", response_model=Prediction, responses=ERROR_RESPONSES, summary="Classify one text")
-    async def predict(request: PredictRequest):
-        return (await state.predict([request.text], "text"))[0]
+    @app.post("/predict", response_model=Union[Prediction, ModelScopePrediction], responses=ERROR_RESPONSES,
+              summary="Classify one text", description=PREDICT_DOC)
+    async def predict(request: PredictRequest, answer_format: AnswerFormat = FORMAT_QUERY):
+        return (await state.predict([request.text], "text", answer_format))[0]
 
-    @app.post("/predict_batch", response_model=list[Prediction], responses=ERROR_RESPONSES,
-              summary="Classify several texts; the answers are in input order")
-    async def predict_batch(request: PredictBatchRequest):
-        return await state.predict(request.texts, "texts[{i}]")
+    @app.post("/predict_batch", response_model=list[Union[Prediction, ModelScopePrediction]],
+              responses=ERROR_RESPONSES, summary="Classify several texts; the answers are in input order",
+              description=PREDICT_DOC + " Each answer equals the /predict answer for the same text.")
+    async def predict_batch(request: PredictBatchRequest, answer_format: AnswerFormat = FORMAT_QUERY):
+        return await state.predict(request.texts, "texts[{i}]", answer_format)
 
     @app.get("/health", summary="Ready once the model answered its warm-up request",
              responses={503: {"description": "starting up (warm-up not answered yet) or warm-up failed"}})
@@ -178,7 +218,7 @@ def create_app(artifact_dir: Path, settings: Optional[ServeSettings] = None) -> 
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_CSP})
 
     # Outermost first: the access log sees the 4xx answers the body guard gives.
-    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes,
+    app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes, read_timeout_s=settings.read_timeout_s,
                        json_paths=frozenset({"/predict", "/predict_batch"}))
     app.add_middleware(AccessLog)
     return app

@@ -1,4 +1,8 @@
-"""An LRU cache of recent predictions, with hit counts for /stats."""
+"""An LRU cache of recent predictions (each text's label probabilities, a tuple), with hit counts for /stats.
+
+It can only be correct because a text's answer never depends on its batch neighbours (see engine.py): what is
+cached for a text is what the model answers for it alone.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,15 @@ def text_key(text: str) -> bytes:
 
 
 class PredictionCache:
-    """Least-recently-used map text -> result. Used from the event loop thread only, so it needs no lock."""
+    """Least-recently-used map text -> result (immutable). Used from the event loop thread only: no lock needed."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.hits = 0
         self.misses = 0
-        self._entries: collections.OrderedDict[bytes, dict[str, Any]] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
 
-    def get(self, text: str) -> Optional[dict[str, Any]]:
+    def get(self, text: str) -> Optional[tuple]:
         if self.capacity == 0:
             return None
         key = text_key(text)
@@ -31,13 +35,13 @@ class PredictionCache:
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return dict(result)
+        return result
 
-    def put(self, text: str, result: dict[str, Any]) -> None:
+    def put(self, text: str, result: tuple) -> None:
         if self.capacity == 0:
             return
         key = text_key(text)
-        self._entries[key] = dict(result)
+        self._entries[key] = tuple(result)
         self._entries.move_to_end(key)
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)

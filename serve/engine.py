@@ -1,7 +1,9 @@
-"""The model behind the API: a verified variant folder loaded with onnxruntime + tokenizers (never torch).
+"""The model behind the API: a verified variant folder loaded through `runtime.open_variant` (never torch).
 
 ``load_engine`` refuses a folder that does not match its manifest, so a tampered or half-copied artifact
-never answers a request.
+never answers a request. Texts are scored with `runtime.predict_logits`: a variant that is not batch-invariant
+(dynamic int8, or whatever the manifest's measured ``batch_invariance`` says) runs one text per model call, so
+a text's answer never depends on the texts it was micro-batched with.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Optional, Sequence
 
 from structbert_lite.artifact import manifest_digest, read_manifest, verify_folder
 from structbert_lite.errors import ArtifactError, ConfigError
-from structbert_lite.runtime import OnnxClassifier, load_tokenizer
+from structbert_lite.runtime import load_tokenizer, open_variant, predict_logits, read_checkpoint_labels, softmax
 
 from .cpu_flags import check_cpu_flags
 from .settings import DEFAULT_MAX_LENGTH, ServeSettings
@@ -45,32 +47,45 @@ class ArtifactInfo:
 class Engine:
     """Scores texts; thread-safe for one caller at a time (the batcher runs it on one worker thread)."""
 
-    def __init__(self, classifier: OnnxClassifier, info: ArtifactInfo, max_length: int, overlong: str):
+    def __init__(self, classifier, info: ArtifactInfo, max_length: int, overlong: str):
         self.classifier = classifier
         self.info = info
         self.max_length = max_length
         self.overlong = overlong
-        self._counter = None
+        self.checkpoint_labels = read_checkpoint_labels(info.path)  # id order: 负面, 正面
+        # A second tokenizer without padding, only to count tokens: all of them to reject overlong texts,
+        # else the first one (is there any token besides [CLS] and [SEP]?).
+        self._counter = load_tokenizer(info.path, max_length)
+        self._counter.no_padding()
         if overlong == "reject":
-            # A second tokenizer without truncation or padding, only to count tokens.
-            self._counter = load_tokenizer(info.path, max_length)
             self._counter.no_truncation()
-            self._counter.no_padding()
+        else:
+            self._counter.enable_truncation(max_length=3)
 
     @property
     def labels(self) -> list[str]:
+        """English label names in id order (Negative, Positive)."""
         return self.classifier.labels
 
-    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """[{"label", "score"}] in input order; the score is the probability of the returned label."""
-        return self.classifier.predict(texts, batch_size=INFER_BATCH)
+    @property
+    def batch_invariant(self) -> bool:
+        return bool(getattr(self.classifier, "batch_invariant", True))
 
-    def overlong_texts(self, texts: Sequence[str]) -> list[tuple[int, int]]:
-        """(index, token count) of every text over ``max_length`` tokens; empty in truncate mode."""
-        if self._counter is None:
-            return []
+    def predict(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
+        """Each text's label probabilities (softmax, id order), in input order."""
+        probs = softmax(predict_logits(self.classifier, texts, INFER_BATCH))  # (texts, num_labels)
+        return [tuple(float(p) for p in row) for row in probs]
+
+    def check_texts(self, texts: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
+        """(indices of texts the model would see as no token at all, [(index, tokens) over max_length]).
+
+        The second list is empty in truncate mode. "No token" catches what the request schema's character
+        check cannot know: characters this vocabulary's normalizer drops (combining marks, U+FFFD, private use).
+        """
         encodings = self._counter.encode_batch(list(texts))
-        return [(i, len(e.ids)) for i, e in enumerate(encodings) if len(e.ids) > self.max_length]
+        empty = [i for i, e in enumerate(encodings) if len(e.ids) <= 2]  # [CLS] [SEP] only
+        over = [(i, len(e.ids)) for i, e in enumerate(encodings) if len(e.ids) > self.max_length]
+        return empty, (over if self.overlong == "reject" else [])
 
     def warm_up(self) -> float:
         """Run one request through the model; returns the seconds it took."""
@@ -143,10 +158,15 @@ def load_engine(artifact_dir: Path, settings: ServeSettings) -> Engine:
     )
     max_length = resolve_max_length(settings, manifest, folder)
     start = time.perf_counter()
-    classifier = OnnxClassifier(folder, max_length=max_length, threads=settings.threads)
+    classifier = open_variant(folder, max_length=max_length, threads=settings.threads, truncation=settings.truncation)
+    engine = Engine(classifier, info, max_length, settings.overlong)
     logger.info(
-        "loaded %s (%s, manifest %s) in %.2f s: labels %s, max_length %d, overlong texts %s",
-        info.name, info.variant, info.manifest_sha256[:12], time.perf_counter() - start,
-        classifier.labels, max_length, "rejected" if settings.overlong == "reject" else "truncated",
+        "loaded %s (%s on %s, manifest %s) in %.2f s: labels %s (%s), max_length %d, overlong texts %s",
+        info.name, info.variant, getattr(classifier, "engine", "?"), info.manifest_sha256[:12],
+        time.perf_counter() - start, engine.labels, "/".join(engine.checkpoint_labels), max_length,
+        "rejected" if settings.overlong == "reject" else f"truncated ({getattr(classifier, 'truncation', 'head')})",
     )
-    return Engine(classifier, info, max_length, settings.overlong)
+    if not engine.batch_invariant:
+        logger.info("%s is not batch-invariant (its manifest says so): one text per model call, so an answer never "
+                    "depends on the other texts it arrives with", info.variant)
+    return engine

@@ -31,8 +31,8 @@ def error_response(status: int, error: str, detail: str, problems: Optional[list
 
 
 def field_name(loc: tuple) -> str:
-    """("body", "texts", 3) -> "texts[3]"."""
-    parts = [p for p in loc if p != "body"] if len(loc) > 1 else list(loc)
+    """("body", "texts", 3) -> "texts[3]"; ("query", "format") -> "format"."""
+    parts = [p for p in loc if p not in ("body", "query")] if len(loc) > 1 else list(loc)
     name = ""
     for part in parts:
         name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))

@@ -2,11 +2,15 @@
 
 ``BodyGuard`` runs before FastAPI parses anything, so a body that is too large, not UTF-8 or not JSON
 gets a 4xx naming the problem (FastAPI alone answers a non-UTF-8 body with a vague "error parsing the
-body", and would read a body of any size into memory).
+body", and would read a body of any size into memory), and a body that does not arrive in time gets a 408
+and a closed connection (uvicorn has no body-read timeout: a client sending a few bytes now and then, or
+stopping half-way, would hold the connection and its task for ever - a slow-loris attack). Headers that never
+complete are protocol.py's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -58,9 +62,11 @@ class AccessLog:
 class BodyGuard:
     """Enforces the body size limit on every request; POST bodies to ``json_paths`` must be UTF-8 JSON."""
 
-    def __init__(self, app, max_body_bytes: int, json_paths: frozenset[str] = frozenset()):
+    def __init__(self, app, max_body_bytes: int, read_timeout_s: float = 10.0,
+                 json_paths: frozenset[str] = frozenset()):
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.read_timeout_s = read_timeout_s
         self.json_paths = json_paths
 
     async def __call__(self, scope, receive, send):
@@ -72,8 +78,17 @@ class BodyGuard:
             detail = f"request body is {int(declared)} bytes, over the limit of {limit} (--max-body-bytes)"
             return await self._reject(scope, send, 413, "body_too_large", detail)
         chunks, size = [], 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - loop.time(), 0.0))
+            except asyncio.TimeoutError:
+                detail = (f"request body not complete after {self.read_timeout_s:g} s ({size} bytes received); "
+                          "send the whole body promptly (the limit is --read-timeout-s)")
+                logger.warning("closing a connection whose request body stalled (%d bytes in %g s)",
+                               size, self.read_timeout_s)
+                return await self._reject(scope, send, 408, "read_timeout", detail)
             if message["type"] == "http.disconnect":
                 return  # the client went away; nothing to answer
             chunk = message.get("body", b"")
@@ -105,8 +120,9 @@ class BodyGuard:
 
     @staticmethod
     async def _reject(scope, send, status: int, error: str, detail: str) -> None:
-        # 413 closes the connection: the rest of the oversized body is never read.
-        response = error_response(status, error, detail, headers={"Connection": "close"} if status == 413 else None)
+        # 413 and 408 close the connection: the rest of the body is never read.
+        closing = status in (408, 413)
+        response = error_response(status, error, detail, headers={"Connection": "close"} if closing else None)
         await response(scope, None, send)
 
 

@@ -1,20 +1,37 @@
-"""Command-line entry of the stub: ``structbert-lite serve --artifact DIR`` (the CLI calls these two)."""
+"""Command-line entry of the stub: ``structbert-lite serve --artifact DIR`` (the CLI calls these two).
+
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 2 a user error (bad folder or setting),
+EXIT_PORT_IN_USE (5) when the port is taken - not 3, which means a failed gate.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import ipaddress
 import logging
 import signal
+import socket
 import threading
 from pathlib import Path
 
+from structbert_lite.errors import ConfigError
+from structbert_lite.runtime import TRUNCATIONS
+
+from .protocol import header_timeout_protocol
 from .settings import OVERLONG_MODES, ServeSettings
 
 logger = logging.getLogger(__name__)
 
 GRACEFUL_SHUTDOWN_S = 10  # on SIGTERM, in-flight requests get this long to finish
+EXIT_PORT_IN_USE = 5
+
+
+class PortInUseError(ConfigError):
+    """The port is already taken (another server?). The CLI exits EXIT_PORT_IN_USE."""
+
+    exit_code = EXIT_PORT_IN_USE
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -29,6 +46,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="truncation length in tokens (default: the manifest's, else 128)")
     parser.add_argument("--overlong", choices=OVERLONG_MODES, default=defaults.overlong,
                         help="what to do with a text over --max-length tokens (default: %(default)s)")
+    parser.add_argument("--truncation", choices=TRUNCATIONS, default=defaults.truncation,
+                        help="how to truncate: keep the first tokens, or the first and the last ones "
+                             "(default: the manifest's config.model.truncation, else head)")
     parser.add_argument("--max-batch", type=int, default=defaults.max_batch,
                         help="most texts per /predict_batch request (default: %(default)s)")
     parser.add_argument("--cache-size", type=int, default=defaults.cache_size,
@@ -37,14 +57,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="largest request body accepted (default: %(default)s)")
     parser.add_argument("--batch-wait-ms", type=float, default=defaults.batch_wait_ms,
                         help="wait this long for concurrent requests to batch together (default: %(default)s)")
+    parser.add_argument("--read-timeout-s", type=float, default=defaults.read_timeout_s,
+                        help="request headers, then the body, must each arrive within this many seconds, else a 408 "
+                             "and the connection is closed (default: %(default)s)")
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     return ServeSettings(
         host=args.host, port=args.port, threads=args.threads, max_length=args.max_length, overlong=args.overlong,
-        max_batch=args.max_batch, cache_size=args.cache_size, max_body_bytes=args.max_body_bytes,
-        batch_wait_ms=args.batch_wait_ms,
+        truncation=args.truncation, max_batch=args.max_batch, cache_size=args.cache_size,
+        max_body_bytes=args.max_body_bytes, batch_wait_ms=args.batch_wait_ms, read_timeout_s=args.read_timeout_s,
     )
 
 
@@ -57,11 +80,41 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve_from_args(args: argparse.Namespace) -> int:
-    """Verify and load ``args.artifact``, then serve until SIGTERM/SIGINT. Returns the exit status.
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (not yet listening), taken before the model loads: a port in use is found
+    in milliseconds, and nothing can take the port between the check and the start. Raises PortInUseError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn: rebind after a restart at once
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is already in use (another server is running there?): stop it, or pick "
+                f"another port with --port"
+            ) from None
+        hint = "; ports below 1024 need root, pick another --port" if exc.errno == errno.EACCES else ""
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from None
+    sock.set_inheritable(True)
+    return sock
 
-    Raises ConfigError / ArtifactError (the CLI prints them) before anything listens.
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    """Take the port, verify and load ``args.artifact``, then serve until SIGTERM/SIGINT. Returns the exit status.
+
+    Raises PortInUseError, ConfigError / ArtifactError (the CLI prints them) before anything listens.
     """
+    settings = settings_from_args(args)
+    sock = bind_socket(settings.host, settings.port)
+    try:
+        return _serve_on(sock, args.artifact, settings)
+    finally:
+        sock.close()
+
+
+def _serve_on(sock: socket.socket, artifact: Path, settings: ServeSettings) -> int:
     import uvicorn
 
     from .app import create_app
@@ -71,13 +124,13 @@ def serve_from_args(args: argparse.Namespace) -> int:
     for name in ("structbert_lite.serve", "uvicorn"):
         if logging.getLogger(name).level == logging.NOTSET:
             logging.getLogger(name).setLevel(logging.INFO)
-    settings = settings_from_args(args)
-    app = create_app(args.artifact, settings)
+    app = create_app(artifact, settings)
     if not is_loopback(settings.host):
         logger.warning("listening on %s: the stub has no authentication; anyone who can reach it can use it",
                        settings.host)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port,
+        http=header_timeout_protocol(settings.read_timeout_s),  # uvicorn's h11 + a header-read timeout
         log_config=None,  # keep the process's logging; uvicorn's loggers propagate to it
         access_log=False,  # AccessLog writes the one line per request
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
@@ -89,8 +142,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
     # kills the process (status -15) or raises KeyboardInterrupt. After a clean shutdown we exit 0 instead.
     with _exit_zero_on(signal.SIGTERM, signal.SIGINT):
         try:
-            server.run()
-        except SystemExit as exc:  # ours (0, after a clean shutdown) or uvicorn's (1: cannot bind the port)
+            server.run(sockets=[sock])
+        except SystemExit as exc:  # ours (0, after a clean shutdown) or uvicorn's (1: the server failed to start)
             return exc.code if isinstance(exc.code, int) else 1
     return 0 if server.started else 1
 

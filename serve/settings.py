@@ -6,6 +6,7 @@ import dataclasses
 from typing import Optional
 
 from structbert_lite.errors import ConfigError
+from structbert_lite.runtime import TRUNCATIONS
 
 OVERLONG_MODES = ("truncate", "reject")
 DEFAULT_MAX_LENGTH = 128  # same default as the pipeline's `model.max_length` (structbert_lite/config.py)
@@ -36,11 +37,13 @@ class ServeSettings:
     threads: Optional[int] = None  # onnxruntime intra-op threads (None: onnxruntime's default, all cores)
     max_length: Optional[int] = None  # truncation length in tokens incl. [CLS]/[SEP] (None: manifest or 128)
     overlong: str = "truncate"  # a text over max_length tokens: "truncate" it or "reject" it with a 422
+    truncation: Optional[str] = None  # "head" or "head+tail" (None: the manifest's config.model.truncation, else head)
     max_batch: int = 64  # most texts accepted by one /predict_batch call
     cache_size: int = 1024  # LRU cache entries of recent texts (0: no cache)
     max_body_bytes: int = 1 << 20  # request bodies larger than this get a 413
     batch_wait_ms: float = 0.0  # extra wait for more concurrent requests to batch (0: batch only what is queued)
     max_micro_batch: int = 32  # most queued texts run through the model in one call
+    read_timeout_s: float = 10.0  # request headers, then its body, each not complete this long: 408 (slow-loris)
 
     def __post_init__(self):
         ensure_positive_or_raise("port", self.port, allow_zero=True)
@@ -51,9 +54,16 @@ class ServeSettings:
         if self.max_length is not None and self.max_length < 3:
             raise ConfigError(f"serve setting max_length must be >= 3 ([CLS], one token, [SEP]), got {self.max_length}")
         ensure_choice_or_raise("overlong", self.overlong, OVERLONG_MODES)
+        if self.truncation is not None:
+            ensure_choice_or_raise("truncation", self.truncation, TRUNCATIONS)
         ensure_positive_or_raise("max_batch", self.max_batch)
         ensure_positive_or_raise("cache_size", self.cache_size, allow_zero=True)
         ensure_positive_or_raise("max_body_bytes", self.max_body_bytes)
         ensure_positive_or_raise("max_micro_batch", self.max_micro_batch)
         if not isinstance(self.batch_wait_ms, (int, float)) or not 0 <= self.batch_wait_ms <= 1000:
             raise ConfigError(f"serve setting batch_wait_ms must be between 0 and 1000, got {self.batch_wait_ms!r}")
+        if (isinstance(self.read_timeout_s, bool) or not isinstance(self.read_timeout_s, (int, float))
+                or not 0 < self.read_timeout_s <= 3600):
+            raise ConfigError(
+                f"serve setting read_timeout_s must be > 0 and <= 3600 seconds, got {self.read_timeout_s!r}"
+            )

@@ -56,9 +56,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from structbert_lite.serve.server import serve_from_args
+    from structbert_lite.serve.server import PortInUseError, serve_from_args
 
-    return serve_from_args(args)
+    try:
+        return serve_from_args(args)
+    except PortInUseError as exc:  # its own exit status (5): 3 means a failed gate
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

@@ -56,6 +56,45 @@ def build_tiny_variant(folder: Path) -> Path:
     return folder
 
 
+# The published int8-dynamic recipe (configs: per-channel symmetric int8 weights, 7-bit range for AVX2/AVX-512).
+INT8_SETTINGS = {"op_types": ["MatMul", "Attention", "EmbedLayerNormalization"], "per_channel": True,
+                 "reduce_range": True, "weight_type": "int8", "symmetric_weights": True}
+DYNAMIC_INT8_TOOL = "onnxruntime.quantization.quantize_dynamic"
+
+
+def build_int8_variant(folder: Path, work: Path, manifest_extra: dict | None = None) -> Path:
+    """The variant `make serve` serves by default, in miniature: a random tiny BERT exported with the toolkit's
+    exporter, fused by onnxruntime's BERT optimizer, quantized by the toolkit's `dynamic_int8.quantize_graph`."""
+    import torch
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from structbert_lite.artifact import write_manifest
+    from structbert_lite.quantize.dynamic_int8 import quantize_graph
+    from tests.builders import export_variant
+
+    vocab = _vocab()
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+        max_position_embeddings=512, num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()},
+        pad_token_id=0, initializer_range=0.2,
+    )
+    torch.manual_seed(1)
+    fp32 = export_variant(BertForSequenceClassification(config).eval(), Path(work) / "fp32", vocab, max_length=512)
+    fused = optimize_model(str(fp32 / "model.onnx"), model_type="bert", num_heads=2, hidden_size=64, opt_level=1)
+    fused.save_model_to_file(str(Path(work) / "fused.onnx"))
+    folder = Path(folder)
+    folder.mkdir(parents=True)
+    quantize_graph(Path(work) / "fused.onnx", folder / "model.onnx", INT8_SETTINGS)
+    for companion in fp32.iterdir():
+        if companion.name != "model.onnx":
+            (folder / companion.name).write_bytes(companion.read_bytes())
+    (folder / "README.md").write_text("# tiny int8\n\nA random 2-layer BERT, dynamic int8.\n", encoding="utf-8")
+    write_manifest(folder, {"name": "tiny", "variant": "int8-dynamic",
+                            "quantization": {**INT8_SETTINGS, "tool": DYNAMIC_INT8_TOOL}, **(manifest_extra or {})})
+    return folder
+
+
 @contextlib.contextmanager
 def started_client(folder: Path, **settings):
     """A FastAPI TestClient over ``create_app(folder, ServeSettings(**settings))`` whose model answered its warm-up."""
@@ -90,8 +129,8 @@ class LiveServer:
     """``python -m structbert_lite.serve`` in a subprocess on a loopback port; logs go to a file."""
 
     def __init__(self, artifact: Path, log_path: Path, *extra: str,
-                 entry: tuple[str, ...] = ("-m", "structbert_lite.serve")):
-        self.port = free_port()
+                 entry: tuple[str, ...] = ("-m", "structbert_lite.serve"), port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = open(log_path, "wb")

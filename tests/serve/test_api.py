@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
+import numpy as np
 import pytest
 
 from serve_support import started_client, wait_ready
@@ -100,11 +101,11 @@ def test_lru_evicts_least_recently_used():
     from structbert_lite.serve.cache import PredictionCache
 
     cache = PredictionCache(2)
-    cache.put("a", {"label": "Positive", "score": 0.9})
-    cache.put("b", {"label": "Negative", "score": 0.8})
-    assert cache.get("a") is not None  # a is now the most recent
-    cache.put("c", {"label": "Positive", "score": 0.7})
-    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
+    cache.put("a", (0.1, 0.9))
+    cache.put("b", (0.8, 0.2))
+    assert cache.get("a") == (0.1, 0.9)  # a is now the most recent
+    cache.put("c", (0.3, 0.7))
+    assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") == (0.3, 0.7)
 
 
 def test_health_reports_artifact_after_warm_up(make_client, tiny_artifact):
@@ -112,6 +113,9 @@ def test_health_reports_artifact_after_warm_up(make_client, tiny_artifact):
     assert health["status"] == "ready" and health["ready"] is True
     assert health["artifact"] == {"name": "tiny", "variant": "fp32", "manifest_sha256": manifest_digest(tiny_artifact)}
     assert health["model"]["labels"] == ["Negative", "Positive"]
+    assert health["model"]["checkpoint_labels"] == ["负面", "正面"]  # config.json's id2label, same order
+    assert health["model"]["batch_invariant"] is True and health["model"]["texts_per_model_call"] > 1  # fp32
+    assert (health["model"]["engine"], health["model"]["truncation"]) == ("onnxruntime", "head")
     assert health["cpu"]["checked"] is False  # an fp32 manifest has no quantization block
     assert health["warmup_ms"] is not None
 
@@ -174,6 +178,21 @@ BAD_INPUTS = [
     ("body-is-string", "/predict", {"json": "好"}, 422, "invalid_request", "must be a JSON object"),
     ("empty-text", "/predict", {"json": {"text": ""}}, 422, "invalid_request", "text: text is empty"),
     ("blank-text", "/predict", {"json": {"text": " \n\t "}}, 422, "invalid_request", "text is empty"),
+    ("zero-width-space", "/predict", {"json": {"text": "\u200b"}}, 422, "invalid_request", "text: text is empty"),
+    ("zero-width-joiner", "/predict", {"json": {"text": "\u200d\u200d"}}, 422, "invalid_request", "text is empty"),
+    ("bom-only", "/predict", {"json": {"text": "\ufeff"}}, 422, "invalid_request", "text is empty"),
+    ("nul-only", "/predict", {"json": {"text": "\x00\x00"}}, 422, "invalid_request", "text is empty"),
+    ("invisible-mix", "/predict", {"json": {"text": " \u200b\u200d\ufeff\x00\u00ad\u2060\u3000\u2028\t"}}, 422,
+     "invalid_request", "invisible characters"),
+    ("only-combining-marks", "/predict", {"json": {"text": "\u0301\u0301"}}, 422, "invalid_request",
+     "text is empty once tokenized"),
+    ("only-replacement-chars", "/predict", {"json": {"text": "\ufffd"}}, 422, "invalid_request", "text is empty once"),
+    ("texts-item-invisible", "/predict_batch", {"json": {"texts": ["好", "\u200b\ufeff"]}}, 422, "invalid_request",
+     "texts[1]: text is empty"),
+    ("texts-item-no-token", "/predict_batch", {"json": {"texts": ["好", "\ue000"]}}, 422, "invalid_request",
+     "texts[1]: text is empty once tokenized"),
+    ("unknown-format", "/predict?format=xml", {"json": {"text": "好"}}, 422, "invalid_request",
+     "format: Input should be 'default' or 'modelscope'"),
     ("lone-surrogate", "/predict", {"content": b'{"text": "ok \\ud800"}'}, 422, "invalid_request", "unpaired surrogate"),
     ("overlong-text", "/predict", {"json": {"text": "好" * 40}}, 422, "text_too_long", "text is 42 tokens, over the limit of 16"),
     ("texts-missing", "/predict_batch", {"json": {"text": "好"}}, 422, "invalid_request", "texts: field required"),
@@ -220,7 +239,51 @@ def test_openapi_describes_the_api(strict_client):
     assert {"/predict", "/predict_batch", "/health", "/stats"} <= set(spec["paths"])
     batch_schema = spec["components"]["schemas"]["PredictBatchRequest"]["properties"]["texts"]
     assert batch_schema["maxItems"] == 4
-    assert "422" in spec["paths"]["/predict"]["post"]["responses"]
+    assert {"408", "413", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
+    for path in ("/predict", "/predict_batch"):
+        (param,) = spec["paths"][path]["post"]["parameters"]
+        assert (param["name"], param["in"]) == ("format", "query")
+    assert spec["components"]["schemas"]["AnswerFormat"]["enum"] == ["default", "modelscope"]
+    drop_in = spec["components"]["schemas"]["ModelScopePrediction"]["properties"]
+    assert set(drop_in) == {"scores", "labels"} and "正面" in drop_in["labels"]["description"]
+    assert "Positive = 正面" in spec["components"]["schemas"]["Prediction"]["properties"]["label"]["description"]
+
+
+def test_modelscope_format_is_modelscopes_pipeline_answer(make_client, tiny_artifact):
+    """?format=modelscope: softmax of the same logits, sorted descending, the checkpoint's label names."""
+    from structbert_lite.runtime import OnnxClassifier, softmax
+
+    client = make_client(cache_size=0)
+    logits = OnnxClassifier(tiny_artifact, max_length=128).logits(TEXTS[:3], batch_size=1)
+    for text, row in zip(TEXTS[:3], logits):
+        probs = softmax(row)
+        order = np.argsort(-probs)
+        expected = {"scores": probs[order].tolist(), "labels": [["负面", "正面"][i] for i in order]}
+        got = client.post("/predict?format=modelscope", json={"text": text}).json()
+        assert got["labels"] == expected["labels"]
+        assert got["scores"] == pytest.approx(expected["scores"], abs=1e-6)
+        default = client.post("/predict?format=default", json={"text": text}).json()
+        assert default == client.post("/predict", json={"text": text}).json()
+        assert default["label"] == {"正面": "Positive", "负面": "Negative"}[got["labels"][0]]
+        assert default["score"] == pytest.approx(got["scores"][0])
+    batch = client.post("/predict_batch?format=modelscope", json={"texts": TEXTS}).json()
+    assert [b["labels"] for b in batch[:3]] == [client.post("/predict?format=modelscope", json={"text": t}).json()["labels"]
+                                                for t in TEXTS[:3]]
+
+
+def test_cached_answers_come_in_either_format(make_client):
+    client = make_client(cache_size=8)
+    first = client.post("/predict?format=modelscope", json={"text": "非常喜欢"}).json()
+    second = client.post("/predict", json={"text": "非常喜欢"}).json()  # from the cache
+    assert client.get("/stats").json()["cache"]["hits"] == 1
+    assert second["score"] == pytest.approx(first["scores"][0])
+
+
+def test_visible_text_with_invisible_characters_is_answered(make_client):
+    client = make_client(cache_size=0)
+    plain = client.post("/predict", json={"text": "非常喜欢"}).json()
+    assert client.post("/predict", json={"text": "\ufeff非常\u200b喜欢\u200d"}).json() == plain  # the tokenizer drops them
+    assert client.post("/predict", json={"text": "\u0301好"}).status_code == 200
 
 
 def test_index_page_is_self_contained(strict_client):
@@ -232,4 +295,8 @@ def test_index_page_is_self_contained(strict_client):
     assert 'id="text"' in page and 'id="submit"' in page and 'id="label"' in page
     for remote in ("http://", "https://", "//cdn", "<link", "src="):
         assert remote not in page, f"the page must not load {remote!r} assets"
+    # Chinese must not render as boxes where the default UI font lacks CJK glyphs: name CJK fonts first.
+    assert ':root { font-family: "Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei",' in page
+    assert '"WenQuanYi Micro Hei"' in page
+    assert 'id="label-name"' in page  # the checkpoint's name (正面/负面) beside the API's (Positive/Negative)
     assert strict_client.get("/docs").status_code == 404  # Swagger UI would pull scripts from a CDN

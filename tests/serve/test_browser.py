@@ -54,6 +54,13 @@ def test_type_a_sentence_click_and_see_a_label(live_server, browser):
     assert browser.find_element(By.ID, "score").text.startswith("score 0.")
     # The footer shows which artifact answered (from /health).
     wait.until(lambda d: "tiny" in d.find_element(By.ID, "model").text)
+    # Both names of the label: the API's and the checkpoint's (config.json id2label).
+    browser.find_element(By.ID, "submit").click()
+    wait.until(lambda d: d.find_element(By.ID, "label-name").text)
+    assert browser.find_element(By.ID, "label-name").text == "· " + {"Positive": "正面", "Negative": "负面"}[label]
+    # Chinese text is set in a CJK font stack, not the UI font alone (boxes where it has no CJK glyphs).
+    family = browser.execute_script("return getComputedStyle(document.getElementById('text')).fontFamily")
+    assert family.startswith('"Noto Sans CJK SC", "Source Han Sans SC", "PingFang SC", "Microsoft YaHei"'), family
 
     # An empty text shows the server's error message instead of a label.
     box.clear()

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from serve_support import started_client
 
+from structbert_lite.serve.schemas import is_blank
+
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Any character, surrogates included (JSON can carry "\ud800" even though UTF-8 cannot).
@@ -50,6 +52,15 @@ def check_answer(response, path: str) -> None:
 
 
 @FUZZ
+@given(text=st.text(st.sampled_from("\u200b\u200c\u200d\u2060\ufeff\x00\x01\x7f\u00ad \t\n\u3000\u2028\u2029\u180e"),
+                    min_size=1, max_size=12))
+def test_texts_of_invisible_characters_get_the_empty_text_422(fuzz_client, text):
+    for path, body in (("/predict", {"text": text}), ("/predict_batch", {"texts": ["好", text]})):
+        response = fuzz_client.post(path, json=body)
+        assert response.status_code == 422 and "text is empty" in response.json()["detail"], (text, response.text)
+
+
+@FUZZ
 @given(path=st.sampled_from(["/predict", "/predict_batch"]), body=bodies)
 def test_json_bodies_never_get_a_5xx(fuzz_client, path, body):
     # json.dumps, not httpx's json=: NaN/Infinity and lone surrogates must reach the server too.
@@ -66,12 +77,15 @@ def test_raw_bytes_never_get_a_5xx(fuzz_client, path, body, content_type):
 
 
 @FUZZ
-@given(text=st.text(min_size=1, max_size=25).filter(lambda t: t.strip()))
+@given(text=st.text(min_size=1, max_size=25).filter(lambda t: not is_blank(t)))
 def test_every_valid_text_is_answered_and_batch_agrees(fuzz_client, text):
     single = fuzz_client.post("/predict", json={"text": text})
     check_answer(single, "/predict")
-    if single.status_code == 422:  # only overlong texts may be refused (emoji etc. can tokenize long)
-        assert single.json()["error"] == "text_too_long"
+    if single.status_code == 422:
+        # Only overlong texts (emoji etc. can tokenize long) and texts the tokenizer drops entirely (combining
+        # marks, private-use characters) may be refused.
+        body = single.json()
+        assert body["error"] == "text_too_long" or "text is empty once tokenized" in body["detail"], body
         return
     batch = fuzz_client.post("/predict_batch", json={"texts": [text, "好"]})
     assert batch.status_code == 200

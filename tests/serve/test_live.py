@@ -1,16 +1,26 @@
-"""A real uvicorn process on loopback: bounded load test, one log line per request, clean SIGTERM shutdown."""
+"""A real uvicorn process on loopback: bounded load test, one log line per request, clean SIGTERM shutdown,
+slow-loris bodies cut off with a 408, a port in use refused with its own exit status."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import random
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
 
 import httpx
+import pytest
 
 from serve_support import CHARS, LiveServer
+
+from structbert_lite.serve.server import EXIT_PORT_IN_USE
+
+READ_TIMEOUT_S = 1.0
 
 CLIENTS = 8
 REQUESTS = 1000
@@ -122,3 +132,129 @@ def test_huge_bodies_over_a_real_socket_get_413_and_the_server_lives_on(live_ser
         assert response.status_code == 413 and response.json()["error"] == "body_too_large"
     assert httpx.post(live_server.url + "/predict", json={"text": "好"}).status_code == 200
     assert "Traceback" not in live_server.log()
+
+
+@pytest.fixture(scope="module")
+def impatient_server(tiny_artifact, tmp_path_factory):
+    """A live server that waits at most READ_TIMEOUT_S for a request body."""
+    server = LiveServer(tiny_artifact, tmp_path_factory.mktemp("impatient") / "server.log",
+                        "--read-timeout-s", str(READ_TIMEOUT_S))
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+def read_until_closed(sock: socket.socket, limit_s: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection; (data, seconds it took)."""
+    start = time.monotonic()
+    sock.settimeout(limit_s)
+    data = b""
+    while True:
+        chunk = sock.recv(65536)  # socket.timeout here: the server held the connection open
+        if not chunk:
+            return data, time.monotonic() - start
+        data += chunk
+
+
+@pytest.mark.parametrize("sent", [b"", b'{"text": "', b'{"text": "\xe5\xa5'])
+def test_a_half_sent_body_gets_408_and_the_connection_is_closed(impatient_server, sent):
+    """Slow-loris: headers promise 100 bytes, the client sends fewer and then nothing."""
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=5) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n" + sent)
+        data, elapsed = read_until_closed(sock, limit_s=READ_TIMEOUT_S + 10)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), data[:300]
+    assert b"connection: close" in head.lower()
+    answer = json.loads(body)
+    assert answer["error"] == "read_timeout" and "--read-timeout-s" in answer["detail"], answer
+    assert READ_TIMEOUT_S * 0.9 <= elapsed < READ_TIMEOUT_S + 5, elapsed
+    assert httpx.post(impatient_server.url + "/predict", json={"text": "好"}).status_code == 200
+
+
+def test_a_trickled_body_is_cut_off_at_the_deadline(impatient_server):
+    """A body sent a byte at a time, each in time, still has to be complete within the limit."""
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=5) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+        start = time.monotonic()
+        try:
+            while time.monotonic() - start < READ_TIMEOUT_S + 3:
+                sock.sendall(b" ")
+                time.sleep(0.1)
+        except OSError:  # the server closed the connection: what we want
+            pass
+        data, _ = read_until_closed(sock, limit_s=5)
+    assert data.startswith(b"HTTP/1.1 408 "), data[:300]
+    assert time.monotonic() - start < READ_TIMEOUT_S + 5
+
+
+def test_a_prompt_client_is_not_affected_by_the_body_timeout(impatient_server):
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=5) as sock:
+        body = json.dumps({"text": "非常喜欢"}).encode()
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        time.sleep(READ_TIMEOUT_S / 3)
+        sock.sendall(body[:5])
+        time.sleep(READ_TIMEOUT_S / 3)
+        sock.sendall(body[5:])
+        sock.settimeout(10)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("sent", [b"POST /predict HTTP/1.1\r\nHo", b"GET /health HTTP/1.1\r\n", b"P"])
+def test_half_sent_headers_get_408_and_the_connection_is_closed(impatient_server, sent):
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=5) as sock:
+        sock.sendall(sent)
+        data, elapsed = read_until_closed(sock, limit_s=READ_TIMEOUT_S + 10)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head, data[:300]
+    assert json.loads(body)["error"] == "read_timeout"
+    assert READ_TIMEOUT_S * 0.9 <= elapsed < READ_TIMEOUT_S + 5, elapsed
+
+
+def test_a_connection_that_sends_nothing_is_closed_silently(impatient_server):
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=5) as sock:
+        data, elapsed = read_until_closed(sock, limit_s=READ_TIMEOUT_S + 10)
+    assert data == b"" and elapsed < READ_TIMEOUT_S + 5
+
+
+def test_headers_of_a_second_request_on_a_kept_alive_connection_are_timed_too(impatient_server):
+    with socket.create_connection(("127.0.0.1", impatient_server.port), timeout=5) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHo")  # ...and nothing more
+        data, elapsed = read_until_closed(sock, limit_s=READ_TIMEOUT_S + 10)
+    assert data.startswith(b"HTTP/1.1 408 ") and elapsed < READ_TIMEOUT_S + 5, data[:200]
+
+
+def test_an_idle_kept_alive_client_gets_no_unsolicited_408(impatient_server):
+    """Between requests uvicorn's keep-alive timeout (5 s) applies, not the read timeout: a pooled connection
+    idle for longer than the read timeout is still answered normally."""
+    with httpx.Client(base_url=impatient_server.url, timeout=10) as http:
+        for _ in range(2):
+            assert http.post("/predict", json={"text": "好"}).status_code == 200
+            time.sleep(READ_TIMEOUT_S * 1.5)
+
+
+@pytest.mark.parametrize("entry", [("-m", "structbert_lite.serve"), ("-m", "structbert_lite.cli", "serve")])
+def test_a_port_in_use_exits_with_its_own_status_and_one_line(impatient_server, tiny_artifact, entry):
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, *entry, "--artifact", str(tiny_artifact), "--port", str(impatient_server.port)],
+        capture_output=True, text=True, timeout=60,
+    )
+    elapsed = time.monotonic() - start
+    assert result.returncode == EXIT_PORT_IN_USE == 5, result
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"error: port {impatient_server.port} on 127.0.0.1 is already in use (another server is running "
+                     "there?): stop it, or pick another port with --port"], result.stderr
+    assert elapsed < 10, elapsed
+    assert httpx.get(impatient_server.url + "/health").status_code == 200  # the running server is untouched
+
+
+def test_the_log_has_no_carriage_returns_or_progress_bars(impatient_server):
+    httpx.post(impatient_server.url + "/predict", json={"text": "好"})
+    log = impatient_server.log()
+    assert "\r" not in log and "it/s" not in log, log[-500:]

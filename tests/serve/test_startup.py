@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from serve_support import free_port
+
 from structbert_lite.artifact import read_manifest, write_manifest
 from structbert_lite.errors import ArtifactError, ConfigError
 from structbert_lite.serve.app import create_app
@@ -52,7 +54,7 @@ def test_missing_folder_is_refused(tmp_path):
 def test_command_line_refuses_a_tampered_folder_before_listening(artifact_copy):
     flip_byte(artifact_copy / "model.onnx")
     result = subprocess.run(
-        [sys.executable, "-m", "structbert_lite.serve", "--artifact", str(artifact_copy), "--port", "1"],
+        [sys.executable, "-m", "structbert_lite.serve", "--artifact", str(artifact_copy), "--port", str(free_port())],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
@@ -79,6 +81,9 @@ def test_max_length_defaults_to_the_manifests(artifact_copy):
     ({"port": 70000}, "port must be <= 65535"),
     ({"max_length": 2}, "max_length must be >= 3"),
     ({"batch_wait_ms": -1}, "batch_wait_ms must be between 0 and 1000"),
+    ({"truncation": "tail"}, "truncation must be one of head, head\\+tail; got 'tail'"),
+    ({"read_timeout_s": 0}, "read_timeout_s must be > 0"),
+    ({"read_timeout_s": True}, "read_timeout_s must be > 0"),
 ])
 def test_bad_settings_are_config_errors(settings, fragment):
     with pytest.raises(ConfigError, match=fragment):
@@ -93,14 +98,40 @@ def test_serve_arguments_map_to_settings():
     args = parser.parse_args([
         "--artifact", "x", "--host", "::1", "--port", "8080", "--threads", "2", "--max-length", "64",
         "--overlong", "reject", "--max-batch", "8", "--cache-size", "0", "--max-body-bytes", "4096",
-        "--batch-wait-ms", "5",
+        "--batch-wait-ms", "5", "--truncation", "head+tail", "--read-timeout-s", "2.5",
     ])
     assert settings_from_args(args) == ServeSettings(
         host="::1", port=8080, threads=2, max_length=64, overlong="reject", max_batch=8, cache_size=0,
-        max_body_bytes=4096, batch_wait_ms=5.0,
+        max_body_bytes=4096, batch_wait_ms=5.0, truncation="head+tail", read_timeout_s=2.5,
     )
     with pytest.raises(SystemExit):
+        parser.parse_args(["--artifact", "x", "--truncation", "middle"])
+    with pytest.raises(SystemExit):
         parser.parse_args([])  # --artifact is required
+
+
+def test_truncation_comes_from_the_manifest_unless_given(artifact_copy, make_client):
+    manifest = read_manifest(artifact_copy)
+    write_manifest(artifact_copy, {"name": manifest["name"], "variant": "fp32",
+                                   "config": {"model": {"max_length": 16, "truncation": "head+tail"}}})
+    assert create_app(artifact_copy).state.serve.engine.classifier.truncation == "head+tail"
+    assert create_app(artifact_copy, ServeSettings(truncation="head")).state.serve.engine.classifier.truncation == "head"
+    client = make_client(artifact_copy, cache_size=0)
+    assert client.get("/health").json()["model"]["truncation"] == "head+tail"
+    # 16 tokens: [CLS] + 4 head + 10 tail + [SEP] of a 38-character text (one token per character).
+    text = "非常喜欢这部电影" + "服务态度很一般" * 4 + "失望"
+    assert len(text) == 38
+    cut = text[:4] + text[-10:]
+    assert client.post("/predict", json={"text": text}).json() == client.post("/predict", json={"text": cut}).json()
+    head_only = make_client(artifact_copy, cache_size=0, truncation="head")
+    assert head_only.post("/predict", json={"text": text}).json() == head_only.post("/predict", json={"text": text[:14]}).json()
+
+
+def test_an_unknown_truncation_in_the_manifest_is_refused(artifact_copy):
+    manifest = read_manifest(artifact_copy)
+    write_manifest(artifact_copy, {"name": manifest["name"], "variant": "fp32", "config": {"model": {"truncation": "x"}}})
+    with pytest.raises(ArtifactError, match="config.model.truncation is 'x'"):
+        create_app(artifact_copy)
 
 
 def test_loopback_detection():
