@@ -91,9 +91,12 @@ def _machine_reasons(measured: Any, limits: TrustLimits, cpus: int) -> tuple[lis
     reasons, record = [], {}
     waits = {n: (e.get("contention") or {}).get("run_queue_wait_share") for n, e in measured.contenders.items()}
     record["run_queue_wait_share"] = waits
-    for name, share in waits.items():
-        if share is not None and share > limits.max_run_queue_wait_share:
-            reasons.append(f"{name}: its threads waited for a core {share:.0%} of the time (limit {limits.max_run_queue_wait_share:.0%}): other processes competed for the CPUs")
+    waited = sorted((share, name) for name, share in waits.items() if share is not None and share > limits.max_run_queue_wait_share)
+    if waited:
+        worst, name = waited[-1]
+        who = name if len(waited) == 1 else f"{len(waited)} of {len(waits)} contenders (worst: {name})"
+        reasons.append(f"{who}: threads waited for a core up to {worst:.0%} of the time (limit "
+                       f"{limits.max_run_queue_wait_share:.0%}): other processes competed for the CPUs")
     steals = [(e.get("contention") or {}).get("steal_share") for e in measured.contenders.values()]
     record["steal_share"] = max((s for s in steals if s is not None), default=None)
     if record["steal_share"] is not None and record["steal_share"] > limits.max_steal_share:
