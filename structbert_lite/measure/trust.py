@@ -37,10 +37,13 @@ class TrustLimits:
 
     @classmethod
     def from_config(cls, vcfg: Any) -> "TrustLimits":
-        """From ``vcfg.trust`` (a section with these field names) or same-named keys of ``vcfg`` itself;
-        missing keys keep their defaults."""
-        section = getattr(vcfg, "trust", None) or vcfg
-        values = {f.name: getattr(section, f.name) for f in dataclasses.fields(cls) if getattr(section, f.name, None) is not None}
+        """From same-named keys of ``vcfg`` (e.g. ``validate.max_attempts``), overridden by a ``vcfg.trust``
+        section if there is one; missing keys keep their defaults."""
+        values = {}
+        for source in (vcfg, getattr(vcfg, "trust", None)):
+            for field in dataclasses.fields(cls):
+                if getattr(source, field.name, None) is not None:
+                    values[field.name] = getattr(source, field.name)
         return cls(**values)
 
 

@@ -90,7 +90,8 @@ def test_load_our_own_worker_explains_is_not_excess():
 
 
 def test_limits_come_from_a_trust_section_or_the_validate_section():
-    section = types.SimpleNamespace(max_attempts=5, max_round_spread=1.2, backoff_s=None)
-    assert TrustLimits.from_config(types.SimpleNamespace(trust=section)).max_attempts == 5
+    section = types.SimpleNamespace(max_round_spread=1.2, backoff_s=None)
+    limits = TrustLimits.from_config(types.SimpleNamespace(max_attempts=5, trust=section))
+    assert limits.max_attempts == 5 and limits.max_round_spread == 1.2 and limits.backoff_s == TrustLimits().backoff_s
     flat = TrustLimits.from_config(types.SimpleNamespace(max_attempts=2, threads=2))
     assert flat.max_attempts == 2 and flat.max_round_spread == TrustLimits().max_round_spread
