@@ -6,7 +6,6 @@ byte-identical ``input_ids`` and every difference in the report comes from the m
 
 from __future__ import annotations
 
-import importlib
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,15 +24,9 @@ TORCH_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 def resolve_loader(spec: str | Callable[[str], Any]) -> Callable[[str], Any]:
     """``"module:attr.attr"`` -> the callable (e.g. ``transformers:BertForSequenceClassification.from_pretrained``)."""
-    if callable(spec):
-        return spec
-    module_name, _, attr_path = spec.partition(":")
-    if not attr_path:
-        raise ValueError(f"loader {spec!r} must look like 'package.module:function'")
-    target: Any = importlib.import_module(module_name)
-    for part in attr_path.split("."):
-        target = getattr(target, part)
-    return target
+    from structbert_lite.measure.contenders import resolve_callable  # one resolver for loader strings
+
+    return spec if callable(spec) else resolve_callable(spec)
 
 
 def load_baseline_model(path: str | Path, loader: str | Callable[[str], Any] = DEFAULT_BASELINE_LOADER):
