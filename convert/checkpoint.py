@@ -19,19 +19,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import pickle
 import re
-import zipfile
 from pathlib import Path
 
 from structbert_lite.artifact import sha256_file
+from structbert_lite.convert.labels import read_json_object, read_labels
+from structbert_lite.convert.tokenizer_files import check_vocab
 from structbert_lite.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
+# Preferred first: safetensors cannot carry code; a pickle can (we load it with weights_only=True).
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-DEFAULT_ID2LABEL = {0: "负面", 1: "正面"}
-# BertConfig fields we take from a checkpoint's config.json; anything else there is kept verbatim.
+# config.json keys a BERT classifier needs, and optional ones that must be positive integers too.
+REQUIRED_INT_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+OPTIONAL_INT_FIELDS = ("intermediate_size", "max_position_embeddings", "type_vocab_size")
+OPTIONAL_FLOAT_FIELDS = ("layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range")
+# Keys of config.json we set ourselves (labels come from labels.read_labels).
+_OWN_KEYS = ("id2label", "label2id", "num_labels", "architectures", "model_type")
 _IGNORED_TENSORS = re.compile(r"(^|\.)position_ids$")
 
 
@@ -45,6 +50,7 @@ class LoadedClassifier:
     weights_file: str
     file_hashes: dict[str, str]
     remapped: dict[str, int]  # remap rule -> number of tensors it renamed
+    labels_from: str = "config.json id2label"  # the file (and key) the label names were read from
 
 
 def remap_key(key: str) -> tuple[str, str | None]:
@@ -79,95 +85,188 @@ def remap_state_dict(state: dict) -> tuple[dict, dict[str, int]]:
 
 
 def find_weights(checkpoint_dir: Path) -> Path:
-    for name in WEIGHT_FILES:
-        if (checkpoint_dir / name).is_file():
-            return checkpoint_dir / name
-    present = sorted(p.name for p in checkpoint_dir.iterdir()) if checkpoint_dir.is_dir() else []
+    """``model.safetensors`` if present, else ``pytorch_model.bin``; says which when both are there."""
+    present = [checkpoint_dir / name for name in WEIGHT_FILES if (checkpoint_dir / name).is_file()]
+    if len(present) > 1:
+        logger.warning(
+            "%s has both %s: loading %s (safetensors cannot carry code); %s is ignored",
+            checkpoint_dir, " and ".join(WEIGHT_FILES), present[0].name, present[1].name,
+        )
+    if present:
+        return present[0]
+    found = sorted(p.name for p in checkpoint_dir.iterdir()) if checkpoint_dir.is_dir() else []
     raise CheckpointError(
-        f"{checkpoint_dir} has no weights: expected one of {list(WEIGHT_FILES)}, found {present or 'nothing'}. "
+        f"{checkpoint_dir} has no weights: expected one of {list(WEIGHT_FILES)}, found {found or 'nothing'}. "
         "Point --model at a ModelScope-layout folder (config.json, pytorch_model.bin, vocab.txt)."
     )
 
 
+def sniff_format(path: Path) -> str:
+    """``empty`` | ``safetensors`` | ``torch-zip`` | ``pickle`` | ``unknown``, from the first bytes."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if not head:
+        return "empty"
+    if head.startswith(b"PK\x03\x04"):
+        return "torch-zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (100 << 20):
+        return "safetensors"
+    return "unknown"
+
+
+_FORMAT_NAMES = {"torch-zip": "a PyTorch checkpoint", "pickle": "a pickled PyTorch checkpoint", "safetensors": "safetensors data"}
+
+
 def read_state_dict(weights: Path) -> dict:
-    """Tensors from ``pytorch_model.bin`` (``weights_only=True``) or ``model.safetensors``."""
+    """Tensors from ``model.safetensors`` or ``pytorch_model.bin`` (``weights_only=True``), or one clear error."""
+    fmt = sniff_format(weights)
+    if fmt == "empty":
+        raise CheckpointError(f"{weights} is empty (0 bytes): the download or copy did not finish; fetch it again")
+    is_safetensors = weights.suffix == ".safetensors"
+    if is_safetensors and fmt in ("torch-zip", "pickle"):
+        raise CheckpointError(f"{weights} holds {_FORMAT_NAMES[fmt]}, not safetensors: rename it to pytorch_model.bin")
+    if not is_safetensors and fmt == "safetensors":
+        raise CheckpointError(f"{weights} holds safetensors data, not a PyTorch pickle: rename it to model.safetensors")
+    try:
+        state = _load(weights, is_safetensors)
+    except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many types; each becomes one line
+        raise _read_error(weights, exc) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    return _check_tensors(weights, state)
+
+
+def _load(weights: Path, is_safetensors: bool) -> dict:
     import torch
 
-    try:
-        if weights.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if is_safetensors:
+        from safetensors.torch import load_file
 
-            return load_file(str(weights))
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        raise CheckpointError(
-            f"cannot read {weights} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). The file is "
-            "truncated or corrupt: download it again (delete it from the cache first)."
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+        return load_file(str(weights))
+    return torch.load(weights, map_location="cpu", weights_only=True)
+
+
+def _read_error(weights: Path, exc: Exception) -> CheckpointError:
+    text = " ".join(str(exc).split())
+    if "Weights only load failed" in text or "weights_only" in text:
+        # Never repeat torch's advice to retry with weights_only=False: that runs whatever the pickle holds.
+        return CheckpointError(
+            f"{weights} holds Python code or objects that are not tensors; it will not be loaded (only plain "
+            "tensors are read, for safety). Get the weights as model.safetensors or as a state dict of tensors"
+        )
+    first = text.split(". ")[0][:160] or "no details"
+    return CheckpointError(
+        f"cannot read {weights} ({type(exc).__name__}: {first}): the file is truncated or corrupt; "
+        "download it again (delete it from the cache first)"
+    )
+
+
+def _check_tensors(weights: Path, state: object) -> dict:
+    import torch
+
     if not isinstance(state, dict) or not state:
-        raise CheckpointError(f"{weights} does not hold a state dict of tensors")
+        raise CheckpointError(f"{weights} does not hold a state dict of tensors (found {type(state).__name__})")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{weights} holds {type(value).__name__} under {key!r}: a state dict must map names to tensors"
+            )
     return state
 
 
-def read_id2label(checkpoint_dir: Path, config: dict) -> dict[int, str]:
-    id2label = config.get("id2label")
-    ms_path = checkpoint_dir / "configuration.json"
-    if not id2label and ms_path.is_file():
-        ms = json.loads(ms_path.read_text(encoding="utf-8"))
-        model = ms.get("model", {})
-        id2label = model.get("id2label") or model.get("backbone", {}).get("id2label")
-    if not id2label:
-        return dict(DEFAULT_ID2LABEL)
-    id2label = {int(k): str(v) for k, v in id2label.items()}
-    # transformers writes LABEL_0/LABEL_1 when a config had no labels: that is no real label.
-    if all(v.upper() == f"LABEL_{k}" for k, v in id2label.items()) and len(id2label) == 2:
-        return dict(DEFAULT_ID2LABEL)
-    return id2label
+def check_config_values(path: Path, raw: dict) -> None:
+    """Positive integers where BERT needs them, numbers where it needs floats, heads dividing hidden."""
+    for key in REQUIRED_INT_FIELDS:
+        if key not in raw:
+            raise CheckpointError(f"{path} lacks {key!r}: is this a BERT/StructBERT config?")
+    for key in REQUIRED_INT_FIELDS + OPTIONAL_INT_FIELDS:
+        value = raw.get(key)
+        if key in raw and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            kind = f"a {type(value).__name__}" if not isinstance(value, int) or isinstance(value, bool) else "not positive"
+            raise CheckpointError(f"{path}: {key} is {value!r} ({kind}); it must be a positive integer")
+    for key in OPTIONAL_FLOAT_FIELDS:
+        value = raw.get(key)
+        if key in raw and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise CheckpointError(f"{path}: {key} is {value!r} (a {type(value).__name__}); it must be a number")
+    hidden, heads = raw["hidden_size"], raw["num_attention_heads"]
+    if hidden % heads:
+        raise CheckpointError(
+            f"{path}: hidden_size {hidden} is not divisible by num_attention_heads {heads}; "
+            "each attention head gets hidden_size / num_attention_heads dimensions"
+        )
 
 
 def read_bert_config(checkpoint_dir: Path):
+    """(BertConfig, id2label, where the labels came from) from config.json (+ label files), checked."""
     from transformers import BertConfig
 
     path = checkpoint_dir / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{checkpoint_dir} has no config.json (a ModelScope-layout folder needs one)")
+    raw = read_json_object(path)
+    check_config_values(path, raw)
+    id2label, labels_from = read_labels(checkpoint_dir, raw)
+    model_type = raw.get("model_type")
+    if model_type not in (None, "bert", "structbert"):
+        logger.warning("%s says model_type %r; loading it as BERT (StructBERT is architecturally BERT)", path, model_type)
+    kept = {k: v for k, v in raw.items() if k not in _OWN_KEYS}
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
-    id2label = read_id2label(checkpoint_dir, raw)
-    raw = {k: v for k, v in raw.items() if k not in ("id2label", "label2id", "architectures", "model_type")}
-    for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"):
-        if key not in raw:
-            raise CheckpointError(f"{path} lacks {key!r}: is this a BERT/StructBERT config?")
-    config = BertConfig(
-        **raw,
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
-        architectures=["BertForSequenceClassification"],
-    )
-    return config, id2label
+        config = BertConfig(
+            **kept,
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            architectures=["BertForSequenceClassification"],
+        )
+    except Exception as exc:  # noqa: BLE001 - any value BertConfig rejects is the config file's fault
+        raise CheckpointError(f"{path} is not a BERT config transformers accepts: {type(exc).__name__}: {exc}") from None
+    return config, id2label, labels_from
 
 
 def load_classifier(checkpoint_dir: str | Path) -> LoadedClassifier:
-    """Strictly load a ModelScope-layout folder; every tensor must be used and every weight present."""
+    """Strictly load a ModelScope-layout folder; every tensor must be used and every weight present.
+
+    Cheap checks come first (weights present, config values, labels, vocabulary length), so a wrong folder
+    fails in seconds, before the weights are read.
+    """
     import torch
     from transformers import BertForSequenceClassification
 
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         raise CheckpointError(f"checkpoint folder {checkpoint_dir} does not exist")
-    config, id2label = read_bert_config(checkpoint_dir)
-    weights = find_weights(checkpoint_dir)
+    weights = find_weights(checkpoint_dir)  # only whether it is there: reading it comes last
+    config, id2label, labels_from = read_bert_config(checkpoint_dir)
+    check_vocab(checkpoint_dir / "vocab.txt", config.vocab_size)
     state, counts = remap_state_dict(read_state_dict(weights))
 
-    with torch.device("meta"):  # no random init: every weight must come from the checkpoint
-        model = BertForSequenceClassification(config)
-    expected = {k for k in model.state_dict() if not _IGNORED_TENSORS.search(k)}
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
+    try:
+        with torch.device("meta"):  # no random init: every weight must come from the checkpoint
+            model = BertForSequenceClassification(config)
+    except Exception as exc:  # noqa: BLE001 - e.g. an unknown hidden_act
+        raise CheckpointError(f"{checkpoint_dir}/config.json does not build a BERT model: {type(exc).__name__}: {exc}") from None
+    check_state_matches(model, state, weights, config)
+    model.load_state_dict(state, strict=False, assign=True)  # strictness checked above, names and shapes
+    # Buffers that are not weights (position_ids, token_type_ids) are rebuilt, never read from the file.
+    embeddings = model.bert.embeddings
+    max_pos = config.max_position_embeddings
+    embeddings.register_buffer("position_ids", torch.arange(max_pos).expand((1, -1)), persistent=False)
+    if hasattr(embeddings, "token_type_ids"):
+        embeddings.register_buffer("token_type_ids", torch.zeros((1, max_pos), dtype=torch.long), persistent=False)
+    model = model.float().eval()
+    for rule, n in counts.items():
+        logger.info("checkpoint key remap: %s (%d tensors)", rule, n)
+    logger.info("labels %s (from %s), weights from %s", id2label, labels_from, weights.name)
+    hashes = {p.name: sha256_file(p) for p in sorted(checkpoint_dir.iterdir()) if p.is_file()}
+    return LoadedClassifier(model, id2label, checkpoint_dir, weights.name, hashes, counts, labels_from)
+
+
+def check_state_matches(model, state: dict, weights: Path, config) -> None:
+    """Every expected tensor present, none extra, every shape as the config implies."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not _IGNORED_TENSORS.search(k)}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         parts = []
         if missing:
@@ -179,31 +278,22 @@ def load_classifier(checkpoint_dir: str | Path) -> LoadedClassifier:
             f"{config.hidden_size}, {config.num_labels} labels ({'; '.join(parts)}). Refusing to load it: a "
             "re-initialised tensor would silently change predictions."
         )
-    expected_shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for key, tensor in state.items():
-        if tuple(tensor.shape) != expected_shapes[key]:
+        if tuple(tensor.shape) != expected[key]:
             raise CheckpointError(
-                f"tensor {key} in {weights} has shape {tuple(tensor.shape)}, the config implies {expected_shapes[key]}"
+                f"tensor {key} in {weights} has shape {tuple(tensor.shape)}, the config implies {expected[key]}"
             )
-    model.load_state_dict(state, strict=False, assign=True)  # strictness checked above, names and shapes
-    # Buffers that are not weights (position_ids, token_type_ids) are rebuilt, never read from the file.
-    embeddings = model.bert.embeddings
-    max_pos = config.max_position_embeddings
-    embeddings.register_buffer("position_ids", torch.arange(max_pos).expand((1, -1)), persistent=False)
-    if hasattr(embeddings, "token_type_ids"):
-        embeddings.register_buffer("token_type_ids", torch.zeros((1, max_pos), dtype=torch.long), persistent=False)
-    model = model.float().eval()
-    for rule, n in counts.items():
-        logger.info("checkpoint key remap: %s (%d tensors)", rule, n)
-    hashes = {p.name: sha256_file(p) for p in sorted(checkpoint_dir.iterdir()) if p.is_file()}
-    return LoadedClassifier(model, id2label, checkpoint_dir, weights.name, hashes, counts)
 
 
-def save_checkpoint(model, vocab: list[str] | Path, out_dir: Path, *, layout: str = "transformers") -> Path:
+def save_checkpoint(
+    model, vocab: list[str] | Path, out_dir: Path, *, layout: str = "transformers", configuration: dict | None = None
+) -> Path:
     """Write ``model`` in ModelScope layout (config.json, pytorch_model.bin, vocab.txt, configuration.json).
 
     ``layout="modelscope"`` renames tensors the way newer ModelScope checkpoints do (``encoder.``,
-    ``head.classifier.``), so the loader's remaps are exercised on real files.
+    ``head.classifier.``), so the loader's remaps are exercised on real files. ``configuration`` is written
+    as ``configuration.json`` verbatim (e.g. a fine-tuned model keeps its source's real ModelScope blocks);
+    without it a minimal sentiment-classification one is written.
     """
     import torch
 
@@ -231,12 +321,12 @@ def save_checkpoint(model, vocab: list[str] | Path, out_dir: Path, *, layout: st
         (out_dir / "vocab.txt").write_bytes(Path(vocab).read_bytes())
     else:
         (out_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    configuration = {
+    configuration = configuration or {
         "framework": "pytorch",
         "task": "text-classification",
         "model": {"type": "structbert"},
         "pipeline": {"type": "sentiment-classification"},
         "preprocessor": {"type": "sen-cls-tokenizer", "first_sequence": "text"},
     }
-    (out_dir / "configuration.json").write_text(json.dumps(configuration, indent=2), encoding="utf-8")
+    (out_dir / "configuration.json").write_text(json.dumps(configuration, indent=2, ensure_ascii=False), encoding="utf-8")
     return out_dir
