@@ -12,7 +12,7 @@ HOST   ?= 127.0.0.1
 
 RUN_FLAGS := $(if $(MODEL),--model $(MODEL)) $(if $(EVAL),--eval $(EVAL)) $(if $(OUT),--out $(OUT))
 
-.PHONY: setup demo convert bench serve test clean
+.PHONY: setup demo convert bench serve test clean finetune
 
 $(BIN)/structbert-lite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ convert: setup ## the real StructBERT (needs ModelScope access), or MODEL=<dir> 
 bench: setup ## side-by-side benchmark vs the peers (installs the bench extra); MODEL=, OUT=, THREADS=, CONFIG=
 	$(BIN)/pip install -e ".[convert,test,bench]"
 	$(BIN)/python -m structbert_lite.bench $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) --threads $(or $(THREADS),2) --out $(or $(OUT),bench/out)
+
+finetune: setup ## fine-tune MODEL= on TRAIN= (labelled CSV/TSV/JSONL/Parquet) [EVAL=] [OUT=] [FINETUNE_CONFIG=]
+	$(if $(MODEL),,$(error MODEL= is required: a ModelScope id, hf:<owner>/<name>, a local checkpoint folder or demo))
+	$(if $(TRAIN),,$(error TRAIN= is required: a labelled CSV/TSV/JSONL/Parquet file with text,label columns))
+	$(BIN)/structbert-lite finetune --model $(MODEL) --train $(TRAIN) $(if $(EVAL),--eval $(EVAL)) --out $(or $(OUT),artifacts/finetuned) --config $(or $(FINETUNE_CONFIG),configs/finetune.yaml)
 
 serve: setup ## serve a published variant (default: the demo's int8-dynamic)
 	$(BIN)/structbert-lite serve --artifact $(ARTIFACT) --host $(HOST) --port $(PORT)

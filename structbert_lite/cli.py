@@ -3,6 +3,7 @@
     structbert-lite run --config FILE [--model SRC] [--eval SRC] [--out DIR] [--text-column C] [--label-column C] [--quiet]
     structbert-lite serve --artifact DIR [--host 127.0.0.1] [--port 5000]
     structbert-lite verify DIR
+    structbert-lite finetune --model SRC --train FILE [--eval FILE] --out DIR [--config FILE] [--text-column C] [--label-column C] [--quiet]
 """
 
 from __future__ import annotations
@@ -71,6 +72,16 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return verify_command(Path(args.folder))
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from structbert_lite.train.finetune import FinetuneOptions, finetune, summarize
+
+    opts = FinetuneOptions(
+        args.model, args.train, args.out, args.eval, args.config, args.text_column, args.label_column, args.quiet
+    )
+    print(summarize(finetune(opts)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="structbert-lite", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"structbert-lite {__version__}")
@@ -96,6 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check a published folder against its manifest (hashes, files)")
     verify.add_argument("folder", help="a variant folder, or a folder holding several")
     verify.set_defaults(func=_cmd_verify)
+
+    tune = sub.add_parser("finetune", help="fine-tune a checkpoint on labelled reviews (ModelScope layout out)")
+    tune.add_argument("--model", required=True, help="ModelScope id, hf:<owner>/<name>, a local ModelScope-layout folder, or 'demo'")
+    tune.add_argument("--train", required=True, help="labelled training data: CSV/TSV/JSONL/Parquet (columns as --eval)")
+    tune.add_argument("--eval", help="labelled eval data (default: a held-out share of --train)")
+    tune.add_argument("--out", required=True, type=Path, help="folder for the fine-tuned checkpoint (written atomically)")
+    tune.add_argument("--config", help="YAML with a finetune: section (see configs/finetune.yaml)")
+    tune.add_argument("--text-column", help="text column (default: text)")
+    tune.add_argument("--label-column", help="label column (default: label)")
+    tune.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    tune.set_defaults(func=_cmd_finetune)
     return parser
 
 
