@@ -119,8 +119,8 @@ def sniff_format(path: Path) -> str:
 _FORMAT_NAMES = {"torch-zip": "a PyTorch checkpoint", "pickle": "a pickled PyTorch checkpoint", "safetensors": "safetensors data"}
 
 
-def read_state_dict(weights: Path) -> dict:
-    """Tensors from ``model.safetensors`` or ``pytorch_model.bin`` (``weights_only=True``), or one clear error."""
+def check_weights_format(weights: Path) -> None:
+    """An empty weights file, or one whose bytes are the other format, is refused before torch is imported."""
     fmt = sniff_format(weights)
     if fmt == "empty":
         raise CheckpointError(f"{weights} is empty (0 bytes): the download or copy did not finish; fetch it again")
@@ -129,6 +129,12 @@ def read_state_dict(weights: Path) -> dict:
         raise CheckpointError(f"{weights} holds {_FORMAT_NAMES[fmt]}, not safetensors: rename it to pytorch_model.bin")
     if not is_safetensors and fmt == "safetensors":
         raise CheckpointError(f"{weights} holds safetensors data, not a PyTorch pickle: rename it to model.safetensors")
+
+
+def read_state_dict(weights: Path) -> dict:
+    """Tensors from ``model.safetensors`` or ``pytorch_model.bin`` (``weights_only=True``), or one clear error."""
+    check_weights_format(weights)
+    is_safetensors = weights.suffix == ".safetensors"
     try:
         state = _load(weights, is_safetensors)
     except Exception as exc:  # noqa: BLE001 - torch/safetensors raise many types; each becomes one line
@@ -198,10 +204,8 @@ def check_config_values(path: Path, raw: dict) -> None:
         )
 
 
-def read_bert_config(checkpoint_dir: Path):
-    """(BertConfig, id2label, where the labels came from) from config.json (+ label files), checked."""
-    from transformers import BertConfig
-
+def read_checkpoint_config(checkpoint_dir: Path) -> tuple[dict, dict[int, str], str]:
+    """(config.json as a dict, id2label, where the labels came from), checked without importing torch."""
     path = checkpoint_dir / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{checkpoint_dir} has no config.json (a ModelScope-layout folder needs one)")
@@ -211,9 +215,16 @@ def read_bert_config(checkpoint_dir: Path):
     model_type = raw.get("model_type")
     if model_type not in (None, "bert", "structbert"):
         logger.warning("%s says model_type %r; loading it as BERT (StructBERT is architecturally BERT)", path, model_type)
+    return raw, id2label, labels_from
+
+
+def bert_config(path: Path, raw: dict, id2label: dict[int, str]):
+    """A transformers BertConfig from a checked config.json dict and the checkpoint's labels."""
+    from transformers import BertConfig
+
     kept = {k: v for k, v in raw.items() if k not in _OWN_KEYS}
     try:
-        config = BertConfig(
+        return BertConfig(
             **kept,
             id2label=id2label,
             label2id={v: k for k, v in id2label.items()},
@@ -221,24 +232,32 @@ def read_bert_config(checkpoint_dir: Path):
         )
     except Exception as exc:  # noqa: BLE001 - any value BertConfig rejects is the config file's fault
         raise CheckpointError(f"{path} is not a BERT config transformers accepts: {type(exc).__name__}: {exc}") from None
-    return config, id2label, labels_from
+
+
+def read_bert_config(checkpoint_dir: Path):
+    """(BertConfig, id2label, where the labels came from) from config.json (+ label files), checked."""
+    raw, id2label, labels_from = read_checkpoint_config(checkpoint_dir)
+    return bert_config(checkpoint_dir / "config.json", raw, id2label), id2label, labels_from
 
 
 def load_classifier(checkpoint_dir: str | Path) -> LoadedClassifier:
     """Strictly load a ModelScope-layout folder; every tensor must be used and every weight present.
 
-    Cheap checks come first (weights present, config values, labels, vocabulary length), so a wrong folder
-    fails in seconds, before the weights are read.
+    Cheap checks come first and need no torch (weights present and of the right format, config values,
+    labels, vocabulary length): a wrong folder fails in about a second, before torch is even imported.
     """
-    import torch
-    from transformers import BertForSequenceClassification
-
     checkpoint_dir = Path(checkpoint_dir)
     if not checkpoint_dir.is_dir():
         raise CheckpointError(f"checkpoint folder {checkpoint_dir} does not exist")
     weights = find_weights(checkpoint_dir)  # only whether it is there: reading it comes last
-    config, id2label, labels_from = read_bert_config(checkpoint_dir)
-    check_vocab(checkpoint_dir / "vocab.txt", config.vocab_size)
+    raw, id2label, labels_from = read_checkpoint_config(checkpoint_dir)
+    check_vocab(checkpoint_dir / "vocab.txt", raw["vocab_size"])
+    check_weights_format(weights)
+
+    import torch
+    from transformers import BertForSequenceClassification
+
+    config = bert_config(checkpoint_dir / "config.json", raw, id2label)
     state, counts = remap_state_dict(read_state_dict(weights))
 
     try:

@@ -252,3 +252,30 @@ def test_legacy_pickle_with_code_is_refused(tmp_path):
 def test_no_folder(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_classifier(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("case", ["config-is-a-list", "hidden-size-string", "heads-do-not-divide", "vocab-longer", "empty-bin",
+                                  "bin-named-safetensors"])
+def test_cli_refuses_a_bad_checkpoint_in_seconds_with_exit_2(tmp_path, case):
+    """Issue 11: one line, exit 2, in seconds (these checks run before torch is imported; a vocab.txt longer
+    than vocab_size used to fail after 53 s, in the export)."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    break_it, message = BAD_CHECKPOINTS[case]
+    folder = write_modelscope_checkpoint(tmp_path / "bad")
+    break_it(folder)
+    repo = Path(__file__).resolve().parents[2]
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "structbert_lite.cli", "run", "--config", str(repo / "configs/demo.yaml"),
+         "--model", str(folder), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert run.returncode == 2 and len(errors) == 1 and message in errors[0], run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert elapsed < 10
