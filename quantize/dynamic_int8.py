@@ -1,26 +1,55 @@
-"""fp32-optimized → int8-dynamic: onnxruntime dynamic quantization of the fused graph, structure-checked.
+"""Step ``ort-dynamic-int8`` (fp32-optimized → int8-dynamic): onnxruntime dynamic quantization of the fused graph.
 
 The fused graph quantizes to ``QAttention`` (one per layer) + ``MatMulInteger``/``DynamicQuantizeMatMul`` for
 the feed-forward and output projections, and ``QEmbedLayerNormalization`` for the embedding tables (in
 StructBERT-base the 21128 × 768 word table is a quarter of the FP32 file: left FP32, int8 is 37% of FP32's
 size; quantized, 25%). Quantizing the *fused* graph matters: optimum's stock unfused
 ``avx2`` preset was 1.7x slower at batch 1 × 32 tokens here (DESIGN.md).
+
+Dynamic int8 takes one activation scale per tensor, so a text's logits depend on its batch neighbours and
+their padding: the manifest says so (``batch_invariance``, measured at validation) and the runtime runs this
+variant one text at a time.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import shutil
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Optional, Sequence
 
-from structbert_lite.artifact import Artifact
+from pydantic import Field
+
+from structbert_lite.artifact import Artifact, copy_companions
+from structbert_lite.config import Bool
 from structbert_lite.errors import GraphStructureError
+from structbert_lite.quantize import fallback as fallback_search
+from structbert_lite.quantize.fallback import FallbackOptions
 from structbert_lite.quantize.cpu_presets import QuantPreset, choose_preset
-from structbert_lite.quantize.optimize_graph import copy_companions, load_onnx, model_dims, op_counts
+from structbert_lite.quantize.onnx_graph import load_onnx, model_dims, op_counts
+from structbert_lite.steps import StepContext, StepOptions
 
 logger = logging.getLogger(__name__)
 
 QUANTIZED_MATMUL_OPS = ("MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat")
+
+
+class Options(StepOptions):
+    preset: Literal["auto", "avx2", "avx512", "avx512_vnni"] = Field(
+        "avx2", description="CPU preset: weight type and reduce_range for the instruction set ('auto' detects it)"
+    )
+    per_channel: Bool = Field(True, description="per-output-channel weight scales")
+    reduce_range: Optional[Bool] = Field(None, description="7-bit weights (None: the preset decides)")
+    weight_type: Optional[Literal["int8", "uint8"]] = Field(None, description="weight data type (None: the preset decides)")
+    symmetric_weights: Bool = Field(True, description="symmetric weight quantization (zero point 0)")
+    op_types: list[str] = Field(
+        ["MatMul", "Attention", "EmbedLayerNormalization"],
+        min_length=1,
+        description="op types to quantize (MatMul, Attention, EmbedLayerNormalization = the embedding tables, Gather)",
+    )
+    nodes_to_exclude: list[str] = Field([], description="node names kept in FP32")
+    fallback: FallbackOptions = Field(default_factory=FallbackOptions, description="accuracy-aware fallback")
 
 
 def resolve_settings(qcfg, preset: QuantPreset) -> dict:
@@ -87,34 +116,35 @@ def check_quantized(counts: dict[str, int], num_layers: int, settings: dict, exc
     return found
 
 
-def run(artifact: Artifact, cfg, out_dir: Path, eval_texts=None, eval_labels=None, preset: QuantPreset | None = None) -> Artifact:
-    """Quantize an fp32-optimized folder into ``out_dir``; with eval data, apply the accuracy-aware fallback."""
-    from structbert_lite.quantize import fallback
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    qcfg = cfg.quantize
-    preset = preset or choose_preset(qcfg.preset)
-    settings = resolve_settings(qcfg, preset)
-    num_layers, _, _ = model_dims(artifact.path)
+def run(parent: Artifact, options: Options, ctx: StepContext) -> Artifact:
+    """Quantize the parent (fused FP32) folder into ``ctx.work_dir``; apply the accuracy-aware fallback."""
+    out_dir = Path(ctx.work_dir)
+    preset = choose_preset(options.preset)
+    settings = resolve_settings(options, preset)
+    num_layers, _, _ = model_dims(parent.path)
     out_path = out_dir / "model.onnx"
+    requantize = functools.partial(_requantize, settings=settings)
 
-    quantize_graph(artifact.model_path, out_path, settings, qcfg.nodes_to_exclude)
-    search = None
-    excluded = list(qcfg.nodes_to_exclude)
-    if eval_texts is not None and eval_labels is not None and qcfg.fallback.enabled:
-        copy_companions(artifact.path, out_dir)  # the fallback scores the folder
-        search = fallback.search(artifact, out_dir, cfg, settings, eval_texts, eval_labels)
+    quantize_graph(parent.model_path, out_path, settings, options.nodes_to_exclude)
+    copy_companions(parent.path, out_dir)  # the fallback scores the folder
+    search, excluded = None, list(options.nodes_to_exclude)
+    if options.fallback.enabled and ctx.calibration_texts:
+        search = fallback_search.search(
+            parent.path, out_dir, options.fallback, settings["op_types"], excluded, requantize,
+            ctx.calibration_texts, ctx.calibration_labels, ctx.threads, ctx.max_length,
+        )
         excluded = search["excluded_nodes"]
+    shutil.rmtree(out_dir / ".fallback", ignore_errors=True)
     counts = op_counts(load_onnx(out_path))
     structure = check_quantized(counts, num_layers, settings, excluded)
-    copy_companions(artifact.path, out_dir)
     meta = {
-        **{k: v for k, v in artifact.meta.items() if k not in ("parity", "variant", "fusions", "op_counts")},
-        "variant": "int8-dynamic",
+        "engine": "onnxruntime",
         "quantization": {**settings, "nodes_to_exclude": excluded, "tool": "onnxruntime.quantization.quantize_dynamic"},
         "fallback": search,
-        "op_counts": counts,
-        "structure": structure,
+        "int8_structure": {"op_counts": counts, **structure},
     }
-    return Artifact(out_dir, "int8-dynamic", meta)
+    return Artifact(out_dir, ctx.name, meta, format="onnx")
+
+
+def _requantize(model_path: Path, out_path: Path, nodes_to_exclude: Sequence[str], settings: dict) -> None:
+    quantize_graph(model_path, out_path, settings, nodes_to_exclude)

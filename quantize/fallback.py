@@ -17,16 +17,28 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import tempfile
 from pathlib import Path
+from typing import Callable, Optional, Sequence
 
 import numpy as np
+from pydantic import Field
 
-from structbert_lite.quantize.optimize_graph import copy_companions, load_onnx
+from structbert_lite.artifact import copy_companions
+from structbert_lite.config import Bool, Int
+from structbert_lite.quantize.onnx_graph import load_onnx
+from structbert_lite.steps import StepOptions
 
 logger = logging.getLogger(__name__)
 
 _HEAD = re.compile(r"pooler|classifier|logits")
+
+
+class FallbackOptions(StepOptions):
+    enabled: Bool = Field(True, description="keep sensitive layers in FP32 when int8 misses the bounds")
+    max_accuracy_drop: float = Field(0.5, ge=0, description="accuracy drop (points) that triggers the fallback")
+    min_agreement: float = Field(0.99, ge=0, le=1, description="label agreement with FP32 below which fallback triggers")
+    max_tries: Int = Field(4, ge=1, le=20, description="re-quantization attempts before giving up")
+    calibration_rows: Int = Field(512, ge=8, description="eval rows used to rank layer sensitivity and check tries")
 
 
 def layer_groups(model_path: Path, op_types) -> dict[str, list[str]]:
@@ -52,7 +64,8 @@ def layer_groups(model_path: Path, op_types) -> dict[str, list[str]]:
 def _score(folder: Path, texts, labels, reference: np.ndarray, ref_accuracy: float, max_length: int, threads: int) -> dict:
     from structbert_lite.runtime import OnnxClassifier
 
-    logits = OnnxClassifier(folder, max_length=max_length, threads=threads).logits(texts)
+    # batch_invariant=False: scored one text at a time, as the runtime serves dynamic int8
+    logits = OnnxClassifier(folder, max_length=max_length, threads=threads, batch_invariant=False).logits(texts)
     accuracy = float(np.mean(logits.argmax(-1) == labels))
     return {
         "accuracy": accuracy,
@@ -67,17 +80,34 @@ def _passes(score: dict, fcfg) -> bool:
     return score["accuracy_drop_points"] <= fcfg.max_accuracy_drop and score["agreement"] >= fcfg.min_agreement
 
 
-def search(fp32_artifact, int8_dir: Path, cfg, settings: dict, texts, labels) -> dict:
-    """Run the fallback for the graph already quantized in ``int8_dir``; rewrite it if a try is needed."""
-    from structbert_lite.quantize.dynamic_int8 import quantize_graph
+Requantize = Callable[[Path, Path, Sequence[str]], None]  # (fp32 model, out model, nodes kept FP32)
+
+
+def search(
+    parent_dir: Path,
+    int8_dir: Path,
+    fcfg: FallbackOptions,
+    op_types: Sequence[str],
+    base_excluded: Sequence[str],
+    requantize: Requantize,
+    texts: Sequence[str],
+    labels: Optional[np.ndarray],
+    threads: int,
+    max_length: int,
+) -> dict:
+    """Run the fallback for the graph already quantized in ``int8_dir``; rewrite it if a try is needed.
+
+    ``labels`` are the model's label ids of ``texts`` (None: the FP32 parent's own predictions stand in,
+    so the accuracy drop equals the disagreement). Scratch files live in ``int8_dir/.fallback`` (removed).
+    """
     from structbert_lite.runtime import OnnxClassifier
 
-    fcfg, threads, max_length = cfg.quantize.fallback, cfg.validate.threads, cfg.model.max_length
+    parent_dir, int8_dir = Path(parent_dir), Path(int8_dir)
     texts = list(texts)[: fcfg.calibration_rows]
-    labels = np.asarray(list(labels)[: fcfg.calibration_rows])
-    reference = OnnxClassifier(fp32_artifact.path, max_length=max_length, threads=threads).logits(texts)
+    reference = OnnxClassifier(parent_dir, max_length=max_length, threads=threads).logits(texts)
+    labels = reference.argmax(-1) if labels is None else np.asarray(labels)[: fcfg.calibration_rows]
     ref_accuracy = float(np.mean(reference.argmax(-1) == labels))
-    base_excluded = list(cfg.quantize.nodes_to_exclude)
+    base_excluded = list(base_excluded)
 
     def score(folder):
         return _score(folder, texts, labels, reference, ref_accuracy, max_length, threads)
@@ -97,13 +127,14 @@ def search(fp32_artifact, int8_dir: Path, cfg, settings: dict, texts, labels) ->
     if record["passed"]:
         return record
 
-    groups = layer_groups(fp32_artifact.model_path, settings["op_types"])
-    work = Path(tempfile.mkdtemp(prefix="structbert-lite-fallback-"))
+    groups = layer_groups(parent_dir / "model.onnx", op_types)
+    work = int8_dir / ".fallback"
+    work.mkdir(exist_ok=True)
     try:
-        copy_companions(fp32_artifact.path, work)
+        copy_companions(parent_dir, work)
         for name, nodes in groups.items():  # quantize one group alone: how much does it alone cost?
             others = [n for other, ns in groups.items() if other != name for n in ns]
-            quantize_graph(fp32_artifact.model_path, work / "model.onnx", settings, base_excluded + others)
+            requantize(parent_dir / "model.onnx", work / "model.onnx", base_excluded + others)
             record["sensitivity"][name] = score(work)["mean_abs_logit_diff"]
         ranked = sorted(record["sensitivity"], key=record["sensitivity"].get, reverse=True)
         logger.info("layer sensitivity (mean |Δlogit| when quantized alone): %s", record["sensitivity"])
@@ -111,7 +142,7 @@ def search(fp32_artifact, int8_dir: Path, cfg, settings: dict, texts, labels) ->
         for k in range(1, min(fcfg.max_tries, len(ranked)) + 1):
             keep_fp32 = ranked[:k]
             excluded = base_excluded + [n for g in keep_fp32 for n in groups[g]]
-            quantize_graph(fp32_artifact.model_path, work / "model.onnx", settings, excluded)
+            requantize(parent_dir / "model.onnx", work / "model.onnx", excluded)
             result = score(work)
             record["tries"].append(
                 {"excluded_layers": keep_fp32, "reason": f"the {k} most sensitive layer(s) kept in FP32", **result}

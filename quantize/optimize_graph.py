@@ -1,4 +1,4 @@
-"""fp32 → fp32-optimized: onnxruntime's transformer optimizer (model type bert), structure-checked.
+"""Step ``fuse`` (fp32 → fp32-optimized): onnxruntime's transformer optimizer (model type bert), structure-checked.
 
 The fusions this stage must produce, per encoder layer (what int8 speed depends on later):
 
@@ -15,47 +15,38 @@ nodes and raise instead, since a silently unfused graph costs most of the speed.
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
-import shutil
 from pathlib import Path
 
-from structbert_lite.artifact import Artifact
-from structbert_lite.errors import GraphStructureError, ModelFileError
+from pydantic import Field
+
+from structbert_lite.artifact import Artifact, copy_companions
+from structbert_lite.config import Bool, Int
+from structbert_lite.errors import GraphStructureError
+from structbert_lite.parity import check_parity
+from structbert_lite.quantize.onnx_graph import load_onnx, model_dims, op_counts
+from structbert_lite.runtime import create_session
+from structbert_lite.steps import StepContext, StepOptions
 
 logger = logging.getLogger(__name__)
 
 GELU_OPS = ("Gelu", "BiasGelu", "FastGelu")
-COPIED_FILES = ("config.json", "tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+PARITY_BATCH_SIZES = (1, 4)
+PARITY_LENGTHS = (8, 32, 128)
 
 
-def load_onnx(path: Path):
-    """``onnx.load`` with a clear error for a missing, truncated or corrupt file."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"ONNX model {path} does not exist")
-    try:
-        model = onnx.load(str(path))
-        onnx.checker.check_model(model)
-    except Exception as exc:  # DecodeError, ValidationError, OSError...
-        raise ModelFileError(
-            f"{path} is not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
-            "the file is truncated or corrupt: re-export it (structbert-lite run)"
-        ) from None
-    return model
-
-
-def op_counts(model) -> dict[str, int]:
-    return dict(collections.Counter(node.op_type for node in model.graph.node))
-
-
-def model_dims(folder: Path) -> tuple[int, int, int]:
-    """(num_layers, num_heads, hidden_size) from the variant folder's config.json."""
-    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    return config["num_hidden_layers"], config["num_attention_heads"], config["hidden_size"]
+class Options(StepOptions):
+    opt_level: Int = Field(1, ge=0, le=2, description="onnxruntime graph optimization level applied by the optimizer (0-2)")
+    enable_gelu: Bool = Field(True, description="fuse Gelu")
+    enable_layer_norm: Bool = Field(True, description="fuse LayerNormalization")
+    enable_attention: Bool = Field(True, description="fuse multi-head attention into Attention")
+    enable_skip_layer_norm: Bool = Field(True, description="fuse residual add + LayerNorm into SkipLayerNormalization")
+    enable_embed_layer_norm: Bool = Field(True, description="fuse embeddings + LayerNorm into EmbedLayerNormalization")
+    enable_bias_skip_layer_norm: Bool = Field(True, description="fold bias adds into SkipLayerNormalization")
+    enable_bias_gelu: Bool = Field(True, description="fold bias adds into BiasGelu/FastGelu")
+    enable_gelu_approximation: Bool = Field(False, description="replace Gelu by FastGelu (changes numerics)")
+    require_fusions: Bool = Field(True, description="fail when Attention/SkipLayerNorm/Gelu fusions are missing")
+    parity_tolerance: float = Field(1e-3, gt=0, description="max abs logit diff allowed vs the parent graph")
 
 
 def check_fusions(counts: dict[str, int], num_layers: int, opt) -> dict[str, dict]:
@@ -83,7 +74,7 @@ def check_fusions(counts: dict[str, int], num_layers: int, opt) -> dict[str, dic
         detail = ", ".join(f"{k}: found {v['found']}, expected {v['expected']}" for k, v in missing.items())
         raise GraphStructureError(
             f"onnxruntime's transformer optimizer did not fuse the graph as expected ({detail}). The export "
-            "must come from torch.onnx.export(dynamo=False) of a BERT model; set optimize.require_fusions: false "
+            "must come from torch.onnx.export(dynamo=False) of a BERT model; set the fuse step's require_fusions: false "
             "only to inspect the graph, never to publish it."
         )
     return report
@@ -117,48 +108,39 @@ def optimize_bert(model_path: Path, out_path: Path, num_heads: int, hidden_size:
     return optimized.model
 
 
-def copy_companions(src: Path, dst: Path) -> None:
-    for name in COPIED_FILES:
-        if (Path(src) / name).is_file():
-            shutil.copyfile(Path(src) / name, Path(dst) / name)
+def run(parent: Artifact, options: Options, ctx: StepContext) -> Artifact:
+    """Fuse the parent FP32 graph into ``ctx.work_dir``; check structure, then parity against the parent graph.
 
-
-def run(artifact: Artifact, cfg, out_dir: Path, reference=None) -> Artifact:
-    """Fuse ``artifact`` (an fp32 folder) into ``out_dir``; check structure and parity.
-
-    ``reference(feed) -> logits`` is the PyTorch FP32 model; when given, the fused graph must match it within
-    ``optimize.parity_tolerance`` (a `ParityError` otherwise). Without it, the input ONNX graph is the reference.
+    The parent was itself parity-checked against PyTorch (step export), so the chain stays anchored to it; a
+    mismatch is a `ParityError`, a missing fusion a `GraphStructureError`.
     """
-    from structbert_lite.convert.export_onnx import check_parity  # parity check lives with the exporter
-    from structbert_lite.runtime import create_session
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    num_layers, num_heads, hidden = model_dims(artifact.path)
-    model = optimize_bert(artifact.model_path, out_dir / "model.onnx", num_heads, hidden, cfg.optimize)
+    out_dir = Path(ctx.work_dir)
+    num_layers, num_heads, hidden = model_dims(parent.path)
+    model = optimize_bert(parent.model_path, out_dir / "model.onnx", num_heads, hidden, options)
     counts = op_counts(model)
-    fusions = check_fusions(counts, num_layers, cfg.optimize)
-    copy_companions(artifact.path, out_dir)
+    fusions = check_fusions(counts, num_layers, options)
+    copy_companions(parent.path, out_dir)
 
-    if reference is None:
-        source = create_session(artifact.model_path, cfg.validate.threads)
-        reference = lambda feed: source.run(["logits"], feed)[0]  # noqa: E731
-    session = create_session(out_dir / "model.onnx", cfg.validate.threads)
+    source = create_session(parent.model_path, ctx.threads)
+    session = create_session(out_dir / "model.onnx", ctx.threads)
     parity = check_parity(
-        reference,
+        lambda feed: source.run(["logits"], feed)[0],
         lambda feed: session.run(["logits"], feed)[0],
         out_dir,
-        cfg.export.parity_batch_sizes,
-        cfg.export.parity_lengths,
-        cfg.optimize.parity_tolerance,
-        "fp32-optimized",
+        PARITY_BATCH_SIZES,
+        [n for n in PARITY_LENGTHS if n <= ctx.max_length] or [ctx.max_length],
+        options.parity_tolerance,
+        ctx.name,
+        reference_name=f"its parent {parent.variant}",
     )
     meta = {
-        **{k: v for k, v in artifact.meta.items() if k not in ("parity", "variant")},
-        "variant": "fp32-optimized",
-        "optimizer": {"tool": "onnxruntime.transformers.optimizer", "model_type": "bert", "options": cfg.optimize.model_dump()},
-        "fusions": fusions,
-        "op_counts": counts,
-        "parity": {"reference": "pytorch-fp32", "tolerance": cfg.optimize.parity_tolerance, "cases": parity},
+        "engine": "onnxruntime",
+        "fuse": {
+            "tool": "onnxruntime.transformers.optimizer",
+            "model_type": "bert",
+            "fusions": fusions,
+            "op_counts": counts,
+            "parity": {"reference": parent.variant, "tolerance": options.parity_tolerance, "cases": parity},
+        },
     }
-    return Artifact(out_dir, "fp32-optimized", meta)
+    return Artifact(out_dir, ctx.name, meta, format="onnx")

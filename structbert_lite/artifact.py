@@ -29,6 +29,9 @@ MODEL_NAME = "model.onnx"
 MANIFEST_SCHEMA = 1
 # Files a loadable variant folder must hold (tokenizer: tokenizer.json and/or vocab.txt).
 REQUIRED_FILES = (MODEL_NAME, "config.json", "tokenizer_config.json", MANIFEST_NAME, "README.md")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+# What every variant folder carries beside its model file, copied from its parent (or the tokenizer folder).
+COMPANION_FILES = ("config.json", *TOKENIZER_FILES)
 
 
 @dataclasses.dataclass
@@ -43,6 +46,17 @@ class Artifact:
     @property
     def model_path(self) -> Path:
         return self.path / MODEL_NAME
+
+
+def copy_companions(src: Path, dst: Path) -> list[str]:
+    """Copy the `COMPANION_FILES` that ``src`` has into ``dst``; returns their names."""
+    copied = []
+    for name in COMPANION_FILES:
+        source = Path(src) / name
+        if source.is_file() and source.resolve() != (Path(dst) / name).resolve():
+            shutil.copyfile(source, Path(dst) / name)
+            copied.append(name)
+    return copied
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -71,9 +85,18 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
 
 
+def content_digest(data: dict[str, Any], field: str = "manifest_digest") -> str:
+    """sha256 of ``data`` without ``field``, as canonical JSON: a manifest's digest of its own content."""
+    body = {k: v for k, v in data.items() if k != field}
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def write_manifest(folder: Path, fields: dict[str, Any]) -> dict[str, Any]:
-    """Write ``manifest.json`` with the hashes of every other file in ``folder`` plus ``fields``."""
+    """Write ``manifest.json``: ``fields``, the hashes of every other file, and the digest of its own content."""
     manifest = {"schema": MANIFEST_SCHEMA, "created_at": utc_now(), **fields, "files": hash_folder(folder)}
+    manifest = json.loads(json.dumps(manifest, ensure_ascii=False, default=str))  # what the file will hold
+    manifest["manifest_digest"] = content_digest(manifest)
     write_json(folder / MANIFEST_NAME, manifest)
     return manifest
 
@@ -105,10 +128,12 @@ def verify_folder(folder: Path) -> list[str]:
         manifest = read_manifest(folder)
     except ArtifactError as exc:
         return [str(exc)]
-    expected = manifest.get("files")
+    expected = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(expected, dict) or not expected:
         return [f"{folder / MANIFEST_NAME} lists no files"]
     problems = []
+    if manifest.get("manifest_digest") != content_digest(manifest):
+        problems.append(f"{MANIFEST_NAME} was edited after publishing (its content does not match its manifest_digest)")
     for rel, digest in sorted(expected.items()):
         path = folder / rel
         if not path.is_file():
@@ -126,15 +151,16 @@ def verify_folder(folder: Path) -> list[str]:
     return problems
 
 
-def _fsync_tree(folder: Path) -> None:
+def fsync_tree(folder: Path) -> None:
+    """fsync every file under ``folder`` and the folder itself (before a rename makes them visible)."""
     for path in folder.rglob("*"):
-        if path.is_file():
+        if path.is_file() and not path.is_symlink():
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -166,7 +192,7 @@ def publish_atomically(staged: Path, final: Path) -> Path:
     interruption at any point leaves a complete folder at ``final`` or under ``.<name>.old-*`` beside it.
     """
     staged, final = Path(staged), Path(final)
-    _fsync_tree(staged)
+    fsync_tree(staged)
     old = None
     if final.exists():
         old = final.parent / f".{final.name}.old-{os.getpid()}"
@@ -179,32 +205,8 @@ def publish_atomically(staged: Path, final: Path) -> Path:
         if old is not None:
             os.rename(old, final)
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     logger.info("published %s", final)
     return final
-
-
-def recover_interrupted(parent: Path, keep: frozenset[Path] | set[Path] = frozenset()) -> None:
-    """Clean up after a run killed mid-publish: restore ``.<name>.old-*`` where ``<name>`` is gone, drop temps.
-
-    Folders in ``keep`` (resolved paths: a caller's own staging folders, which look exactly like leftovers
-    of a killed run) are left alone.
-    """
-    parent = Path(parent)
-    if not parent.is_dir():
-        return
-    for entry in sorted(parent.iterdir()):
-        name = entry.name
-        if not name.startswith(".") or entry.resolve() in keep:
-            continue
-        if ".old-" in name:
-            target = parent / name[1:].split(".old-")[0]
-            if not target.exists():
-                os.rename(entry, target)
-                logger.warning("restored %s from an interrupted publish", target)
-            else:
-                shutil.rmtree(entry, ignore_errors=True)
-        elif ".tmp-" in name:
-            shutil.rmtree(entry, ignore_errors=True)

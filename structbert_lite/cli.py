@@ -4,11 +4,14 @@
     structbert-lite serve --artifact DIR [--host 127.0.0.1] [--port 5000]
     structbert-lite verify DIR
     structbert-lite finetune --model SRC --train FILE [--eval FILE] --out DIR [--config FILE] [--text-column C] [--label-column C] [--quiet]
+    structbert-lite score --artifact DIR --input PATH|GLOB --output PATH [--engine local|ray] [--ray-address ADDR] [--workers N] [--threads T]
+    structbert-lite export-triton --artifact DIR --out REPO
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 from pathlib import Path
@@ -16,7 +19,13 @@ from pathlib import Path
 from structbert_lite import __version__
 from structbert_lite.errors import GateError, StructbertLiteError
 
-EXIT_ERROR, EXIT_GATE = 2, 3
+# Exit statuses (README "Exit codes"): 0 published (everything passed); 1 an unexpected error (a bug: please
+# report it with the traceback); 2 a user error (the message says how to fix it); 3 a gate failed (what passed
+# was published as a set, the reports say why the rest was not); 4 published, but the machine was too busy to
+# verify the speed checks; 5 serve could not bind its port; 130 interrupted.
+EXIT_ERROR, EXIT_GATE, EXIT_SPEED_UNVERIFIED = 2, 3, 4
+# What `run` and `finetune` need beyond a serve-only install.
+CONVERT_MODULES = ("torch", "transformers", "onnx")
 
 
 _ORT_PACKAGE = "/onnxruntime/"
@@ -40,19 +49,40 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
             handler.addFilter(_quiet_onnxruntime)
 
 
+def require_convert_extra(command: str) -> None:
+    """One clear line instead of a ModuleNotFoundError deep inside, when a serve-only install runs `command`."""
+    import importlib.util
+
+    missing = [m for m in CONVERT_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise StructbertLiteError(
+            f"`structbert-lite {command}` needs the convert extra ({', '.join(missing)} not installed): "
+            "pip install 'structbert-lite[convert]' (or `make setup`); serving alone needs only the base install"
+        )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from structbert_lite.config import load_config
+
+    require_convert_extra("run")
+    cfg = load_config(args.config)
     from structbert_lite.pipeline import RunOptions, run
 
-    cfg = load_config(args.config)
     opts = RunOptions(args.model, args.eval, args.text_column, args.label_column, args.out, args.quiet)
     try:
         result = run(cfg, opts)
     except GateError as exc:
-        print(f"\nGate failed: nothing that failed was published.\n{exc}", file=sys.stderr)
+        print(f"\nGate failed: what failed was not published.\n{exc}", file=sys.stderr)
         return EXIT_GATE
     print(result.summary)
-    print(f"\nPublished {len(result.published)} variant(s) into {result.report_json.parent}; report: {result.report_md}")
+    print(f"\nPublished {len(result.published)} variant(s) as one set: {result.out}; report: {result.report_md}")
+    if not result.speed_verified:
+        print(
+            "Speed NOT verified: the machine was busy while speed was measured (see report.md); the speed checks "
+            f"did not decide the gate. Re-run on an idle machine to verify them (exit {EXIT_SPEED_UNVERIFIED}).",
+            file=sys.stderr,
+        )
+        return EXIT_SPEED_UNVERIFIED
     return 0
 
 
@@ -67,12 +97,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from structbert_lite.validate.verify import verify_command
+    from structbert_lite.publish.verify import verify_command
 
     return verify_command(Path(args.folder))
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    require_convert_extra("finetune")
     from structbert_lite.train.finetune import FinetuneOptions, finetune, summarize
 
     opts = FinetuneOptions(
@@ -80,6 +111,18 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     )
     print(summarize(finetune(opts)))
     return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from structbert_lite.score.command import score_command
+
+    return score_command(args)
+
+
+def _cmd_export_triton(args: argparse.Namespace) -> int:
+    from structbert_lite.score.command import export_triton_command
+
+    return export_triton_command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--label-column", help="label column (default: label)")
     tune.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     tune.set_defaults(func=_cmd_finetune)
+
+    from structbert_lite.score.command import add_export_triton_arguments, add_score_arguments
+
+    score = sub.add_parser("score", help="label a corpus (CSV/TSV/JSONL/Parquet, a file or a glob) locally or on Ray")
+    add_score_arguments(score)
+    score.set_defaults(func=_cmd_score)
+
+    triton = sub.add_parser("export-triton", help="a Triton Inference Server model repository from a variant folder")
+    add_export_triton_arguments(triton)
+    triton.set_defaults(func=_cmd_export_triton)
     return parser
 
 
@@ -128,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except StructbertLiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {exc.filename}" if exc.filename else ""
+        print(f"error: the disk is full (No space left on device){where}: free some space and re-run; "
+              "nothing half-written was published", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was published", file=sys.stderr)

@@ -38,8 +38,16 @@ class EvalDataError(StructbertLiteError):
 
 
 class GateError(StructbertLiteError):
-    """One or more variants failed the publishing gate."""
+    """One or more variants failed the publishing gate; ``result`` is the run's `pipeline.RunResult`."""
+
+    def __init__(self, message: str, result=None):
+        super().__init__(message)
+        self.result = result
 
 
 class ArtifactError(StructbertLiteError):
     """A published artifact folder is incomplete or does not match its manifest."""
+
+
+class BaselineError(StructbertLiteError):
+    """The source checkpoint itself fails sanity bounds on the eval set (broken labels or vocabulary)."""

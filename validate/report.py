@@ -17,8 +17,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -39,43 +37,24 @@ VERSION_PACKAGES = (
     "numpy",
     "datasets",
 )
-CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16")
 
 
 # ---------------------------------------------------------------- environment
 
 
 def library_versions(packages: Iterable[str] = VERSION_PACKAGES) -> dict[str, Optional[str]]:
-    """Installed versions, read from package metadata (nothing is imported)."""
-    versions: dict[str, Optional[str]] = {"python": platform.python_version()}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    """Installed versions, read from package metadata (nothing is imported): the measurement core's reader."""
+    from structbert_lite.measure.machine import library_versions as read_versions
+
+    return read_versions(packages)
 
 
 def machine_info(threads: Optional[int] = None) -> dict[str, Any]:
-    """CPU model, the instruction-set flags that matter for int8, core count and the thread budget."""
-    model, flags = None, set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model is None:
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:  # not Linux: no flags, the platform's processor string
-        pass
-    model = model or platform.processor() or platform.machine()
-    return {
-        "cpu": model,
-        "cpu_flags": [f for f in CPU_FLAGS if f in flags],
-        "logical_cpus": os.cpu_count(),
-        "threads": threads,
-        "platform": platform.platform(),
-    }
+    """CPU model, the instruction-set flags that matter for int8, core count, load and the thread budget
+    (``{cpu, cpu_flags, logical_cpus, usable_cpus, threads, platform, load_average}``): the core's one reader."""
+    from structbert_lite.measure.machine import machine_info as describe_machine
+
+    return describe_machine(threads)
 
 
 # ---------------------------------------------------------------- report.json
@@ -145,13 +124,30 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, dict, Optional[dict]]]:
 def _verdict(entry: Optional[dict]) -> str:
     if entry is None:
         return "baseline"
+    if any(c["name"] == "step" for c in entry["gate"]["checks"]):
+        return "✗ step failed, not published"
     mark = "✓ pass" if entry["gate"]["passed"] else "✗ FAIL"
     return f"{mark}, {'published' if entry['published'] else 'not published'}"
 
 
 SUMMARY_COLUMNS = (
-    "model", "gate", "accuracy", "drop pts", "agreement", "max Δlogit", "p50 ms", "speedup", "size MB", "RSS MB"
+    "model", "gate", "accuracy", "drop pts", "agreement", "max Δlogit", "p50 ms", "speedup", "vs parent", "size MB",
+    "RSS MB", "batch-invariant",
 )
+
+
+def _speed(value: Any, entry: Optional[dict]) -> str:
+    text = _fmt(value, ".2f", "x")
+    if entry is not None and entry["gate"].get("speed_verified") is False and value is not None:
+        return text + " (not verified)"
+    return text
+
+
+def _invariant(entry: Optional[dict]) -> str:
+    record = (entry or {}).get("batch_invariance")
+    if not record:
+        return "—"
+    return "yes" if record["invariant"] else "no: served one at a time"
 
 
 def _summary_cells(report: dict[str, Any]) -> list[list[str]]:
@@ -167,9 +163,11 @@ def _summary_cells(report: dict[str, Any]) -> list[list[str]]:
                 _fmt(m.get("agreement"), ".4f"),
                 _fmt(m.get("max_abs_logit_diff"), ".3g"),
                 _fmt(latency, ".2f"),
-                _fmt(m.get("speedup"), ".2f", "x"),
+                _speed(m.get("speedup"), entry),
+                _speed(m.get("speedup_vs_parent"), entry),
                 _fmt(_mb(m.get("size_bytes")), ".1f"),
                 _fmt(m.get("peak_rss_mb"), ".0f"),
+                _invariant(entry),
             ]
         )
     return cells
@@ -230,6 +228,18 @@ def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.
         f"{s.get('max_length')} tokens; speedup = baseline p50 / variant p50 at batch {s['speedup_point'][0]} × "
         f"{s['speedup_point'][1]} tokens. MB = 2^20 bytes.",
         "",
+        f"How speed was measured: {s.get('speed_method', '—')}",
+        "",
+    ]
+    trust = s.get("speed_trust") or {}
+    if trust and not trust.get("verified", True):
+        lines += [
+            "**Speed not verified**: the machine was busy while speed was measured "
+            f"({'; '.join(trust.get('reasons') or []) or 'see speed_trust in report.json'}). The speed checks are "
+            "reported but did not decide the gate; re-run on an idle machine to verify them.",
+            "",
+        ]
+    lines += [
         "## Gate",
         "",
     ]
@@ -309,6 +319,7 @@ def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.
     if plot_name:
         lines += [f"![latency vs sequence length]({plot_name})", ""]
 
+    lines += _bucket_lines(report.get("length_buckets"))
     flips = [v for v in report["variants"] if v.get("flipped")]
     if flips:
         lines += ["## Label flips vs baseline (first ones)", ""]
@@ -327,6 +338,9 @@ def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.
         f"- rows: {ev.get('used_rows')} used of {ev.get('total_rows')} "
         f"({bad.get('empty_text', 0)} empty text, {bad.get('unknown_label', 0)} unknown label dropped)",
         f"- labels: {ev.get('label_counts')}",
+        *([f"- sampled: {ev['sampled']['rows']} of {ev['sampled']['from_rows']} usable rows (label-stratified, seed "
+           f"{ev['sampled']['seed']}; eval.limit)"] if ev.get("sampled") else []),
+        *([f"- note: {ev['note']}"] if ev.get("note") else []),
         "",
         "## Machine and versions",
         "",
@@ -337,6 +351,30 @@ def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.
         "",
     ]
     return "\n".join(lines)
+
+
+def _bucket_lines(buckets: Optional[dict]) -> list[str]:
+    """Accuracy and agreement by untruncated token length; the share of texts truncation cut."""
+    if not buckets:
+        return []
+    names = sorted({n for b in buckets["buckets"] for n in (b.get("variants") or {})})
+    rows = []
+    for b in buckets["buckets"]:
+        cells = [b["bucket"], str(b["rows"]), _fmt(b.get("baseline_accuracy"), ".4f")]
+        for n in names:
+            v = (b.get("variants") or {}).get(n) or {}
+            cells.append(f"{_fmt(v.get('accuracy'), '.4f')} / {_fmt(v.get('agreement'), '.4f')}")
+        rows.append(cells)
+    lines = ["## By token length", "",
+             f"{buckets['truncated_rows']} eval texts ({buckets['truncated_share']:.1%}) are longer than "
+             f"{buckets['max_length']} tokens and were truncated.", ""]
+    lines += _md_table(["tokens", "rows", "baseline accuracy"] + [f"{n} accuracy / agreement" for n in names], rows)
+    truncation = buckets.get("truncation")
+    if truncation:
+        lines += [f"On the {truncation['rows']} truncated texts, the baseline's accuracy keeping the start: "
+                  f"{truncation['head']:.4f}; keeping the start and the end (model.truncation: head+tail): "
+                  f"{truncation['head+tail']:.4f}.", ""]
+    return lines
 
 
 def write_report_md(report: dict[str, Any], path: Path, plot_name: Optional[str] = "latency.png") -> Path:

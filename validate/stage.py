@@ -1,292 +1,206 @@
-"""The validate stage: measure every variant against the PyTorch FP32 baseline, gate, publish, report.
+"""The validate stage: measure every variant against the PyTorch FP32 baseline, gate it, assemble the report.
 
-Order matters for the guarantees in DESIGN.md:
+A short sequence of named calls; publishing is `publish/`'s job:
 
-1. restore anything a killed earlier run left half-published (as `artifact.recover_interrupted`);
-2. measure (fresh-process memory probes first, while this process is still quiet; then eval logits,
-   the latency grid and throughput, every contender on the same thread budget);
-3. gate each variant;
-4. for each passing variant: model card + manifest into a staging folder beside ``out_dir/<variant>``,
-   verify it, then `artifact.publish_atomically` (rename aside, rename in, delete old). A failing variant
-   is never staged over its published predecessor, so a good folder is never replaced by a bad one;
-5. write report.json, report.md and the plot (each by temp file + rename);
-6. raise `GateError` with the summary table if any variant failed — after the reports exist.
+1. batch invariance of every variant (alone vs mixed-length batches), which also decides how it is scored;
+2. eval logits of the baseline and every variant, as served;
+3. the baseline's own sanity (above chance, ``eval.min_accuracy``): a checkpoint whose labels or vocabulary do
+   not match its weights stops the run here, before anything is timed or published;
+4. accuracy and drift per variant, and by token-length bucket;
+5. speed and memory: every contender in fresh processes, re-measured while the machine is busy (`speed`);
+6. the gate per variant, against the baseline and against its parent.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from structbert_lite.artifact import (
-    Artifact,
-    publish_atomically,
-    recover_interrupted,
-    staging_dir,
-    verify_folder,
-    write_manifest,
-)
+import numpy as np
+
+from structbert_lite.artifact import Artifact
 from structbert_lite.config import PipelineConfig
-from structbert_lite.errors import ArtifactError, GateError, StructbertLiteError
-from structbert_lite.runtime import OnnxClassifier, predict_logits
+from structbert_lite.errors import BaselineError, StructbertLiteError
+from structbert_lite.runtime import engine_class, predict_logits
 from structbert_lite.validate import accuracy, speed
-from structbert_lite.validate.eval_data import LABEL_NAMES, EvalSet
-from structbert_lite.validate.gate import evaluate_gate
-from structbert_lite.validate.model_card import write_model_card
-from structbert_lite.validate.report import (
-    build_report,
-    library_versions,
-    machine_info,
-    plot_latency,
-    summary_table,
-    write_report_json,
-    write_report_md,
-)
-from structbert_lite.validate.torch_baseline import (
-    DEFAULT_BASELINE_LOADER,
-    TorchClassifier,
-    load_baseline_model,
-)
+from structbert_lite.validate.batch_invariance import measure_batch_invariance
+from structbert_lite.validate.eval_data import EvalSet
+from structbert_lite.validate.gate import evaluate_gate, failed_step_gate
+from structbert_lite.validate.length_buckets import by_bucket, token_lengths
+from structbert_lite.validate.report import build_report, library_versions, machine_info
+from structbert_lite.validate.torch_baseline import TorchClassifier
 
 logger = logging.getLogger(__name__)
 
 BASELINE_NAME = "pytorch-fp32"
-REPORT_JSON, REPORT_MD, PLOT_PNG = "report.json", "report.md", "latency.png"
 EVAL_BATCH_SIZE = 32
+CHANCE_MARGIN = 0.02  # the baseline must beat the majority-class share by this much
 
 
 @dataclasses.dataclass
-class RunReport:
-    """What `run` measured and did. ``report`` is the dict written to ``report.json``."""
+class Validation:
+    """What the stage measured and decided; ``report`` becomes report.json once `publish` fills in paths."""
 
     report: dict[str, Any]
-    passed: bool
-    published: dict[str, Path]  # variant -> published folder
-    failed: list[str]  # variants that failed their gate (not published)
-    summary: str  # plain-text gate table (also the GateError message)
-    report_json: Path
-    report_md: Path
-    plot: Optional[Path]
+    entries: list[dict[str, Any]]  # report["variants"], in config order
+    baseline_metrics: dict[str, Any]
+    speed_verified: bool
+
+    def entry(self, name: str) -> dict[str, Any]:
+        return next(e for e in self.entries if e["name"] == name)
 
 
 def _progress(quiet: bool) -> Callable[..., Any]:
+    import sys
+
     from tqdm.auto import tqdm
 
-    return lambda **kw: tqdm(disable=quiet, leave=False, **kw)
+    # No progress bars into logs and pipes: ~95 KB of carriage returns per run otherwise.
+    disable = quiet or not sys.stderr.isatty()
+    return lambda **kw: tqdm(disable=disable, leave=False, **kw)
 
 
-def _grid_rows(latency: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
-    rows = []
-    for key, stats in latency.items():
-        batch, seq_len = (int(x) for x in key.split("x"))
-        rows.append({"batch": batch, "seq_len": seq_len, **{k: stats[k] for k in ("p50", "p95", "p99", "mean")}})
-    return sorted(rows, key=lambda r: (r["batch"], r["seq_len"]))
+def open_variant_for_eval(variant: Artifact, max_length: int, threads: int):
+    """The variant's classifier on its engine, batched (invariance is measured before it is trusted)."""
+    return engine_class(variant.meta.get("engine") or "onnxruntime")(variant.path, max_length=max_length, threads=threads)
 
 
-def _at_point(latency: dict[str, dict[str, float]], point: tuple[int, int]) -> dict[str, Any]:
-    stats = latency[speed.point_key(*point)]
-    return {"batch": point[0], "seq_len": point[1], **{k: stats[k] for k in ("p50", "p95", "p99")}}
+def check_baseline(gold: np.ndarray, logits: np.ndarray, eval_set: EvalSet, min_accuracy: float) -> float:
+    """The baseline's accuracy; raises `BaselineError` when it is no better than chance or below the minimum."""
+    acc = float((logits.argmax(-1) == gold).mean())
+    counts = np.bincount(gold)
+    one_class = int((counts > 0).sum()) < 2  # warned about when loaded; chance is meaningless then
+    majority = float(counts.max() / len(gold)) if len(gold) else 1.0
+    chance = not one_class and acc <= majority + CHANCE_MARGIN
+    if chance or acc < min_accuracy:
+        why = (f"no better than chance ({majority:.1%}, the majority class)" if chance
+               else f"below eval.min_accuracy {min_accuracy:.0%}")
+        raise BaselineError(
+            f"the source checkpoint itself scores {acc:.1%} on {eval_set.source} ({len(gold)} rows), {why}: its "
+            "labels (id2label/label_mapping.json) or vocab.txt do not match its weights, or the eval labels are "
+            "wrong. Nothing was published"
+        )
+    return acc
 
 
-def _probe(kind: str, path: Path, texts: list[str], cfg: PipelineConfig, **kw) -> dict[str, Any]:
-    """Fresh-process memory/cold start; a failure is recorded (and fails a configured RSS gate), not raised."""
-    try:
-        result = speed.measure_process(kind, path, texts, cfg.model.max_length, cfg.validate.threads, **kw)
-    except speed.MeasurementError as exc:
-        logger.warning("%s", exc)
-        return {"peak_rss_mb": None, "cold_start_s": None, "memory_error": str(exc)}
-    return {"peak_rss_mb": result["peak_rss_mb"], "cold_start_s": result["cold_start_s"], "load_s": result["load_s"]}
+def eval_logits(classifiers: dict[str, Any], texts: list[str], progress) -> dict[str, np.ndarray]:
+    logits = {}
+    for name, classifier in classifiers.items():
+        bar = progress(total=len(texts), desc=f"eval {name}", unit="text")
+        logits[name] = predict_logits(classifier, texts, EVAL_BATCH_SIZE, bar)
+        bar.close()
+    return logits
 
 
-def _staged_in_place(variant: Artifact, out_dir: Path) -> bool:
-    """True when the variant already sits in a hidden staging folder in ``out_dir`` (same filesystem)."""
-    path = Path(variant.path).resolve()
-    return path.parent == out_dir.resolve() and path.name.startswith(f".{variant.variant}.tmp-")
+def contender_specs(baseline: Artifact, variants: list[Artifact], tokenizer_dir: Path):
+    from structbert_lite.measure.contenders import ContenderSpec
+
+    base = ContenderSpec(BASELINE_NAME, "torch", str(baseline.path), tokenizer_dir=str(tokenizer_dir))
+    return base, [ContenderSpec(v.variant, "variant", str(v.path), tokenizer_dir=str(v.path)) for v in variants]
 
 
-def _publish(variant: Artifact, out_dir: Path, write_extras: Callable[[Path], None]) -> Path:
-    """Model card + manifest into a staging folder, verify it, rename it into ``out_dir/<variant>``."""
-    final = out_dir / variant.variant
-    if _staged_in_place(variant, out_dir):
-        staged = Path(variant.path)
-        write_extras(staged)
-        _check_staged(staged)
-        return publish_atomically(staged, final)
-    with staging_dir(final) as staged:
-        shutil.copytree(variant.path, staged, dirs_exist_ok=True)
-        write_extras(staged)
-        _check_staged(staged)
-        return publish_atomically(staged, final)
-
-
-def _check_staged(folder: Path) -> None:
-    problems = verify_folder(folder)
-    if problems:
-        raise ArtifactError(f"staged folder {folder} does not verify, not publishing it: {problems}")
+def variant_metrics(
+    variant: Artifact, gold: np.ndarray, logits: dict, measured: "speed.SpeedResult", eval_set: EvalSet, cfg: PipelineConfig
+) -> dict[str, Any]:
+    acc = accuracy.variant_accuracy(
+        gold, logits[BASELINE_NAME], logits[variant.variant], eval_set.texts, cfg.eval.flipped_examples, eval_set.label_names
+    )
+    parent = variant.meta.get("parent")
+    parent_name = BASELINE_NAME if parent in (None, "source") else parent
+    mine = (measured.contenders[variant.variant].get("latency_ms") or {}).get("p50")
+    parents = (measured.contenders.get(parent_name, {}).get("latency_ms") or {}).get("p50")
+    return {
+        **acc,
+        "speedup": measured.speedup(variant.variant),
+        "speedup_vs_parent": parents / mine if parents and mine else None,
+        "parent": parent_name,
+        "size_bytes": speed.onnx_size_bytes(Path(variant.path)),
+        **measured.contenders[variant.variant],
+    }
 
 
 def run(
     baseline: Artifact,
     variants: list[Artifact],
+    failures: dict[str, str],
     eval_set: EvalSet,
     cfg: PipelineConfig,
-    out_dir: Path,
+    model: Any,
+    tokenizer_dir: Path,
     quiet: bool = False,
-    baseline_loader: str = DEFAULT_BASELINE_LOADER,
-    baseline_model: Any = None,
-) -> RunReport:
-    """Measure, gate, publish passing variants into ``out_dir/<variant>``, write the reports.
+    work_dir: Optional[Path] = None,
+) -> Validation:
+    """Measure and gate ``variants`` (built, to publish) and record ``failures`` (variant → why its step failed).
 
-    ``baseline.path`` is the PyTorch checkpoint folder, loaded with ``baseline_loader`` ("module:function";
-    used in-process unless ``baseline_model`` is given, and in the fresh-process memory probe). Each
-    variant's ``meta`` (source, config, versions, onnx_opset, quantization, cpu_isa...) goes into its
-    manifest. Raises `GateError` (message: the summary table) after writing the reports if any variant failed.
+    ``baseline.path`` is the source checkpoint, ``model`` its loaded PyTorch module. Raises `BaselineError`
+    when the baseline itself is not sane on the eval set.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    recover_interrupted(out_dir, keep={Path(v.path).resolve() for v in variants})
-    names = [v.variant for v in variants]
-    if not variants:
-        raise StructbertLiteError("validate: no variants to validate (all disabled in the config?)")
-    if len(set(names)) != len(names):
-        raise StructbertLiteError(f"validate: duplicate variant names {names}")
-    vcfg, max_length, threads = cfg.validate, cfg.model.max_length, cfg.validate.threads
-    progress = _progress(quiet)
-    base_name = baseline.variant or BASELINE_NAME
-    tokenizer_folder = Path(variants[0].path)  # one tokenizer for all, so every model sees the same ids
-
-    # 1. memory and cold start, each in a fresh process, before this process loads anything heavy
-    memory: dict[str, dict[str, Any]] = {}
-    if vcfg.memory:
-        sample = eval_set.texts[: max(1, vcfg.speedup_point[0])]
-        bar = progress(total=len(variants) + 1, desc="memory probes", unit="process")
-        memory[base_name] = _probe(
-            "torch", Path(baseline.path), sample, cfg, loader=baseline_loader, tokenizer_folder=tokenizer_folder
-        )
-        bar.update(1)
-        for v in variants:
-            memory[v.variant] = _probe("onnx", Path(v.path), sample, cfg)
-            bar.update(1)
-        bar.close()
-
-    # 2. accuracy on the eval set
-    model = baseline_model if baseline_model is not None else load_baseline_model(baseline.path, baseline_loader)
-    contenders: dict[str, Any] = {base_name: TorchClassifier(model, tokenizer_folder, max_length, threads)}
+    vcfg, max_length, threads, progress = cfg.validate, cfg.model.max_length, cfg.validate.threads, _progress(quiet)
+    gold, texts = eval_set.labels, eval_set.texts
+    classifiers = {BASELINE_NAME: TorchClassifier(model, tokenizer_dir, max_length, threads)}
+    invariance = {}
     for v in variants:
-        contenders[v.variant] = OnnxClassifier(Path(v.path), max_length, threads)
-    logits = {}
-    for name, classifier in contenders.items():
-        bar = progress(total=len(eval_set), desc=f"eval {name}", unit="text")
-        logits[name] = predict_logits(classifier, eval_set.texts, EVAL_BATCH_SIZE, bar)
-        bar.close()
-    gold = eval_set.labels
+        classifiers[v.variant] = open_variant_for_eval(v, max_length, threads)
+        invariance[v.variant] = measure_batch_invariance(
+            classifiers[v.variant], texts[: vcfg.batch_invariance_rows], vcfg.max_batch_score_diff
+        )
+        classifiers[v.variant].batch_invariant = invariance[v.variant]["invariant"]  # scored as served
+    logits = eval_logits(classifiers, texts, progress)
+    check_baseline(gold, logits[BASELINE_NAME], eval_set, cfg.eval.min_accuracy)
+    lengths = token_lengths(classifiers[BASELINE_NAME].tokenizer, texts)
+    buckets = by_bucket(lengths, gold, logits[BASELINE_NAME], {v.variant: logits[v.variant] for v in variants}, max_length)
 
-    # 3. latency grid and throughput, contenders in alternated blocks
-    tokenizer = contenders[base_name].tokenizer
-    latency = speed.measure_latency(contenders, tokenizer, vcfg.latency, [vcfg.speedup_point], progress)
-    texts = eval_set.texts[: vcfg.throughput_rows] if vcfg.throughput_rows else eval_set.texts
-    feeds = speed.bucket_feeds(tokenizer, texts, vcfg.throughput_batch_size)
-    throughput = speed.measure_throughput(contenders, feeds, vcfg.latency.rounds, progress)
-
-    def speed_metrics(name: str) -> dict[str, Any]:
-        return {
-            "latency_ms": _at_point(latency[name], vcfg.speedup_point),
-            "latency_grid": _grid_rows(latency[name]),
-            "throughput_texts_per_s": throughput[name],
-            **memory.get(name, {"peak_rss_mb": None, "cold_start_s": None}),
-        }
-
+    base_spec, specs = contender_specs(baseline, variants, tokenizer_dir)
+    measured = speed.measure_variants(base_spec, specs, texts, vcfg, max_length, progress, work_dir)
+    verified = bool(measured.trust.get("verified"))
     base_metrics = {
-        **accuracy.classification_metrics(gold, logits[base_name], LABEL_NAMES),
+        **accuracy.classification_metrics(gold, logits[BASELINE_NAME], eval_set.label_names),
         "size_bytes": speed.torch_size_bytes(model),
-        **speed_metrics(base_name),
+        **measured.contenders[BASELINE_NAME],
     }
-
-    # 4. gate
-    entries, gates = [], {}
+    entries = []
     for v in variants:
-        acc = accuracy.variant_accuracy(
-            gold, logits[base_name], logits[v.variant], eval_set.texts, cfg.eval.flipped_examples, LABEL_NAMES
-        )
-        flipped = acc.pop("flipped")
-        metrics = {
-            **acc,
-            "speedup": speed.speedup(latency, base_name, v.variant, vcfg.speedup_point),
-            "size_bytes": speed.onnx_size_bytes(Path(v.path)),
-            **speed_metrics(v.variant),
-        }
-        gates[v.variant] = evaluate_gate(v.variant, metrics, cfg.gate.get(v.variant))
-        entries.append({"name": v.variant, "published": False, "path": None, "kept_previous": False,
-                        "gate": gates[v.variant], "metrics": metrics, "flipped": flipped})
+        metrics = variant_metrics(v, gold, logits, measured, eval_set, cfg)
+        gate = evaluate_gate(v.variant, metrics, cfg.variant(v.variant).gate, verified)
+        entries.append(_entry(v.variant, gate, metrics, invariance[v.variant]))
+    entries += [_entry(name, failed_step_gate(reason), {}, None) for name, reason in failures.items()]
+    order = {v.name: i for i, v in enumerate(cfg.variants)}
+    entries.sort(key=lambda e: order.get(e["name"], len(order)))
+    report = _report(cfg, base_metrics, baseline, entries, eval_set, measured, buckets)
+    return Validation(report, entries, base_metrics, verified)
 
-    # 5. publish the passing variants
-    machine, versions = machine_info(threads), library_versions()
-    eval_info = eval_set.summary()
-    published: dict[str, Path] = {}
-    for v, entry in zip(variants, entries):
-        final = out_dir / v.variant
-        if not entry["gate"]["passed"]:
-            entry["kept_previous"] = final.exists()
-            logger.warning("%s failed the gate: not published%s", v.variant,
-                           " (the previously published folder is kept)" if entry["kept_previous"] else "")
-            continue
 
-        def write_extras(folder: Path, v=v, entry=entry) -> None:
-            write_model_card(folder, cfg.name, v.variant, entry["metrics"], entry["gate"], v.meta.get("source"),
-                             max_length, display_path=str(final), baseline_metrics=base_metrics)
-            write_manifest(folder, {
-                **v.meta,
-                "name": cfg.name,
-                "variant": v.variant,
-                "config": v.meta.get("config") or cfg.resolved(),
-                "versions": {**versions, **(v.meta.get("versions") or {})},
-                "onnxruntime_version": versions.get("onnxruntime"),
-                # what the variant was tuned for (the int8 preset's ISA), else the flags of the validating CPU
-                "cpu_isa": v.meta.get("cpu_isa")
-                or (v.meta.get("quantization") or {}).get("isa")
-                or machine["cpu_flags"],
-                "metrics": entry["metrics"],
-                "gate": entry["gate"],
-                "baseline": {"name": base_name, "accuracy": base_metrics["accuracy"],
-                             "latency_ms": base_metrics["latency_ms"]},
-                "eval": {k: eval_info[k] for k in ("source", "total_rows", "used_rows")},
-                "validated_on": machine,
-            })
+def _entry(name: str, gate: dict, metrics: dict, invariance: Optional[dict]) -> dict[str, Any]:
+    flipped = metrics.pop("flipped", []) if metrics else []
+    return {"name": name, "published": False, "path": None, "gate": gate, "metrics": metrics,
+            "batch_invariance": invariance, "flipped": flipped}
 
-        published[v.variant] = _publish(v, out_dir, write_extras)
-        entry.update(published=True, path=str(published[v.variant]))
 
-    # 6. reports, then the verdict
+def _report(cfg, base_metrics, baseline, entries, eval_set, measured, buckets) -> dict[str, Any]:
+    vcfg = cfg.validate
     settings = {
-        "threads": threads,
-        "max_length": max_length,
+        "threads": vcfg.threads,
+        "max_length": cfg.model.max_length,
+        "truncation": cfg.model.truncation,
         "speedup_point": list(vcfg.speedup_point),
         "latency": vcfg.latency.model_dump(),
         "throughput_batch_size": vcfg.throughput_batch_size,
-        "throughput_rows": len(texts),
+        "throughput_rows": min(len(eval_set), vcfg.throughput_rows or len(eval_set)),
         "eval_batch_size": EVAL_BATCH_SIZE,
-        "memory": vcfg.memory,
+        "speed_method": measured.method,
+        "speed_trust": measured.trust,
     }
-    baseline_entry = {"name": base_name, "path": str(baseline.path), "metrics": base_metrics}
-    report = build_report(cfg.name, baseline_entry, entries, eval_info, settings, cfg.resolved(), machine, versions)
-    report_json = write_report_json(report, out_dir / REPORT_JSON)
-    try:
-        plot = plot_latency(report, out_dir / PLOT_PNG)
-    except Exception as exc:  # a missing font or backend must not hide the verdict; say so
-        logger.warning("could not draw %s: %s", PLOT_PNG, exc)
-        plot = None
-    report_md = write_report_md(report, out_dir / REPORT_MD, PLOT_PNG if plot else None)
-    summary = summary_table(report)
-    failed = [e["name"] for e in entries if not e["gate"]["passed"]]
-    result = RunReport(report, not failed, published, failed, summary, report_json, report_md, plot)
-    if failed:
-        error = GateError(
-            f"{len(failed)} variant(s) failed the gate and were not published: {', '.join(failed)}\n\n{summary}\n\n"
-            f"Details: {report_md}"
-        )
-        error.run_report = result  # the CLI may print the rich table from it
-        raise error
-    return result
+    baseline_entry = {"name": BASELINE_NAME, "path": str(baseline.path), "metrics": base_metrics}
+    report = build_report(cfg.name, baseline_entry, entries, eval_set.summary(), settings, cfg.resolved(),
+                          machine_info(vcfg.threads), library_versions())
+    report["length_buckets"] = buckets
+    return report
+
+
+def describe_step_error(exc: BaseException) -> str:
+    """One line for a failed step (a user-facing error keeps its message; anything else names its type)."""
+    if isinstance(exc, StructbertLiteError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")

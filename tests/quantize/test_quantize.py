@@ -6,58 +6,61 @@ import numpy as np
 import pytest
 import torch
 
-from structbert_lite.config import parse_config
-from structbert_lite.convert import export_onnx
+from structbert_lite.artifact import Artifact, copy_companions
 from structbert_lite.convert.checkpoint import load_classifier, save_checkpoint
-from structbert_lite.convert.tokenizer_files import write_tokenizer_files
+from structbert_lite.parity import PARITY_SENTENCES
 from structbert_lite.errors import GraphStructureError, ModelFileError
 from structbert_lite.quantize import dynamic_int8, optimize_graph
 from structbert_lite.quantize.cpu_presets import choose_preset, detect_isa, missing_cpu_flags
 from structbert_lite.quantize.fallback import layer_groups
 from structbert_lite.runtime import OnnxClassifier
-from tests.builders import TINY_VOCAB, tiny_model
+from structbert_lite.steps import step_options
+from tests.builders import TINY_VOCAB, center_classifier, run_steps, step_context, tiny_model
 
-TEXTS = [s[i:] + s[:i] for s in export_onnx.PARITY_SENTENCES for i in range(0, 12, 2)]  # 48 varied texts
+TEXTS = [s[i:] + s[:i] for s in PARITY_SENTENCES for i in range(0, 12, 2)]  # 48 varied texts
 
 
-def build_chain(model, work, cfg):
+INT8 = {"preset": "avx2"}
+
+
+def build_chain(model, work):
     """checkpoint → fp32 → fp32-optimized, as the pipeline does."""
-    folder = save_checkpoint(model, TINY_VOCAB, work / "ckpt")
-    loaded = load_classifier(folder)
-    write_tokenizer_files(folder / "vocab.txt", work / "tok", 128)
-    fp32 = export_onnx.run(loaded, cfg, work / "fp32", work / "tok")
-    reference = lambda feed: export_onnx.torch_logits(loaded.model, feed)  # noqa: E731
-    return loaded, fp32, optimize_graph.run(fp32, cfg, work / "opt", reference=reference)
+    loaded = load_classifier(save_checkpoint(model, TINY_VOCAB, work / "ckpt"))
+    built = run_steps(work, loaded, [("fp32", "export", {}), ("fp32-optimized", "fuse", {})])
+    return loaded, built["fp32"], built["fp32-optimized"]
+
+
+def int8_step(work, loaded, optimized, name, options, texts=None, labels=None):
+    ctx = step_context(work, loaded, name=name, texts=texts, labels=labels)
+    ctx.work_dir.mkdir(parents=True, exist_ok=True)
+    return dynamic_int8.run(optimized, step_options("ort-dynamic-int8", options, name), ctx)
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    cfg = parse_config({"name": "t", "quantize": {"preset": "avx2"}})
     work = tmp_path_factory.mktemp("chain")
-    model = tiny_model(layers=2, hidden=256, heads=4, seed=1)
-    model.config.max_position_embeddings = 128
-    return (cfg, work, *build_chain(tiny_model(layers=2, hidden=256, heads=4, seed=1), work, cfg))
+    return (INT8, work, *build_chain(tiny_model(layers=2, hidden=256, heads=4, seed=1), work))
 
 
 def test_fusion_counts(chain):
     _, _, _, _, optimized = chain
-    fusions = optimized.meta["fusions"]
+    fusions = optimized.meta["fuse"]["fusions"]
     assert fusions["Attention"] == {"expected": 2, "found": 2, "ok": True}
     assert fusions["EmbedLayerNormalization"]["found"] == 1
     assert fusions["SkipLayerNormalization"]["ok"] and fusions["Gelu|BiasGelu|FastGelu"]["found"] == 2
-    assert all(c["passed"] for c in optimized.meta["parity"]["cases"])
+    assert all(c["passed"] for c in optimized.meta["fuse"]["parity"]["cases"])
 
 
 def test_missing_fusion_is_an_error():
-    opt = parse_config({"name": "t"}).optimize
+    opt = optimize_graph.Options()
     with pytest.raises(GraphStructureError, match="Attention: found 0, expected 12"):
         optimize_graph.check_fusions({"SkipLayerNormalization": 24, "Gelu": 12, "EmbedLayerNormalization": 1}, 12, opt)
 
 
 def test_int8_structure_size_and_agreement(chain):
-    cfg, work, _, fp32, optimized = chain
-    int8 = dynamic_int8.run(optimized, cfg, work / "int8")
-    counts = int8.meta["op_counts"]
+    options, work, loaded, fp32, optimized = chain
+    int8 = int8_step(work, loaded, optimized, "int8", options)
+    counts = int8.meta["int8_structure"]["op_counts"]
     assert counts["QAttention"] == 2 and counts.get("Attention", 0) == 0
     assert counts["QEmbedLayerNormalization"] == 1 and counts.get("EmbedLayerNormalization", 0) == 0
     assert counts["MatMulInteger"] >= 4
@@ -95,24 +98,10 @@ def test_named_presets_and_missing_flags():
 
 
 def test_config_overrides_preset(chain):
-    cfg, *_ = chain
-    qcfg = cfg.quantize.model_copy(update={"reduce_range": False, "weight_type": "uint8"})
+    options, *_ = chain
+    qcfg = step_options("ort-dynamic-int8", {**options, "reduce_range": False, "weight_type": "uint8"}, "t")
     settings = dynamic_int8.resolve_settings(qcfg, choose_preset("avx2"))
     assert settings["reduce_range"] is False and settings["weight_type"] == "uint8" and settings["preset"] == "avx2"
-
-
-def center_classifier(model, texts):
-    """Shift the classifier bias so FP32 splits ``texts`` about evenly between the two labels."""
-    from tokenizers.implementations import BertWordPieceTokenizer
-
-    tokenizer = BertWordPieceTokenizer({t: i for i, t in enumerate(TINY_VOCAB)}, lowercase=True)
-    tokenizer.enable_padding(pad_id=0)
-    encodings = tokenizer.encode_batch(texts)
-    ids = torch.tensor([e.ids for e in encodings])
-    with torch.no_grad():
-        logits = model(input_ids=ids, attention_mask=(ids != 0).long()).logits
-        model.classifier.bias[1] -= float((logits[:, 1] - logits[:, 0]).median())
-    return model
 
 
 def sensitive_model(sensitive: bool = True):
@@ -137,17 +126,16 @@ def sensitive_model(sensitive: bool = True):
             ffn_in.weight[0].zero_()
             ffn_in.bias[0] = -30.0  # GELU(-30) == 0: input row 0 of the output projection is dead
             ffn_out.weight[:, 0] = 5000.0
-    return center_classifier(model, TEXTS)
+    return center_classifier(model, TEXTS, scale=1.0)
 
 
 def test_fallback_excludes_the_sensitive_layer_and_passes(tmp_path):
     bounds = {"max_accuracy_drop": 5.0, "min_agreement": 0.95, "max_tries": 2, "calibration_rows": 48}
-    cfg = parse_config({"name": "t", "quantize": {"preset": "avx2", "fallback": bounds}})
-    _, fp32, optimized = build_chain(sensitive_model(), tmp_path, cfg)
+    loaded, fp32, optimized = build_chain(sensitive_model(), tmp_path)
     labels = OnnxClassifier(fp32.path).logits(TEXTS).argmax(-1)  # FP32 is right by construction
     assert 0.3 < labels.mean() < 0.7
 
-    int8 = dynamic_int8.run(optimized, cfg, tmp_path / "int8", TEXTS, labels)
+    int8 = int8_step(tmp_path, loaded, optimized, "int8", {"preset": "avx2", "fallback": bounds}, TEXTS, labels)
     record = int8.meta["fallback"]
     assert record["triggered"] and record["passed"], record["tries"]
     first, last = record["tries"][0], record["tries"][-1]
@@ -158,23 +146,23 @@ def test_fallback_excludes_the_sensitive_layer_and_passes(tmp_path):
     assert int8.meta["quantization"]["nodes_to_exclude"] == record["excluded_nodes"]
     got = OnnxClassifier(int8.path).logits(TEXTS).argmax(-1)
     assert np.mean(got == labels) >= 0.95
-    assert int8.meta["op_counts"]["QAttention"] == 1  # layer 1's attention stayed FP32
+    assert int8.meta["int8_structure"]["op_counts"]["QAttention"] == 1  # layer 1's attention stayed FP32
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing"])
 def test_corrupt_onnx_input_is_a_clear_error(chain, tmp_path, damage):
-    cfg, _, _, _, optimized = chain
+    options, _, loaded, _, optimized = chain
     bad = tmp_path / "bad"
     bad.mkdir()
-    optimize_graph.copy_companions(optimized.path, bad)
+    copy_companions(optimized.path, bad)
     data = optimized.model_path.read_bytes()
     if damage == "truncate":
         (bad / "model.onnx").write_bytes(data[: len(data) // 3])
     elif damage == "garbage":
         (bad / "model.onnx").write_bytes(b"\x00not an onnx model" * 100)
-    from structbert_lite.artifact import Artifact
-
     with pytest.raises(ModelFileError, match="does not exist" if damage == "missing" else "truncated or corrupt"):
-        dynamic_int8.run(Artifact(bad, "fp32-optimized"), cfg, tmp_path / "out")
+        int8_step(tmp_path, loaded, Artifact(bad, "fp32-optimized"), "out", options)
+    ctx = step_context(tmp_path, loaded, name="out2")
+    ctx.work_dir.mkdir(parents=True)
     with pytest.raises(ModelFileError):
-        optimize_graph.run(Artifact(bad, "fp32"), cfg, tmp_path / "out2")
+        optimize_graph.run(Artifact(bad, "fp32"), optimize_graph.Options(), ctx)

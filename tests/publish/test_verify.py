@@ -1,4 +1,5 @@
-"""`verify`: a flipped byte, a missing file and an extra file are caught; SHA256SUMS round-trips."""
+"""`verify` on single folders: a flipped byte, a missing or extra file, an edited manifest are caught; SHA256SUMS
+round-trips. (Whole sets: tests/publish/test_output_set.py.)"""
 
 from __future__ import annotations
 
@@ -11,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from structbert_lite.artifact import write_manifest
-from structbert_lite.validate.verify import main, verify_command, write_sha256sums
+from structbert_lite.publish.verify import main, verify_command, write_sha256sums
 
 
 @pytest.fixture()
-def published(tiny_variant, tmp_path):
+def published(variant_folder, tmp_path):
     """out/fp32 and out/int8-dynamic with manifests and READMEs, plus a report beside them."""
     out = tmp_path / "out"
     out.mkdir()
     for name in ("fp32", "int8-dynamic"):
-        folder = Path(shutil.copytree(tiny_variant, out / name))
+        folder = Path(shutil.copytree(variant_folder, out / name))
         (folder / "README.md").write_text(f"# {name}\n", encoding="utf-8")
         write_manifest(folder, {"variant": name})
     (out / "report.json").write_text("{}", encoding="utf-8")
@@ -35,8 +36,20 @@ def run_verify(folder):
 
 def test_clean_folders_verify(published):
     assert run_verify(published / "fp32")[0] == 0
+    code, text = run_verify(published / "int8-dynamic")
+    assert code == 0 and "1 ok, 0 with problems" in text
+
+
+def test_folders_without_a_run_manifest_are_not_a_set(published):
     code, text = run_verify(published)
-    assert code == 0 and "2 ok, 0 with problems" in text
+    assert code == 1 and "not a complete published set" in text
+
+
+def test_an_edited_manifest_is_caught(published):
+    path = published / "fp32" / "manifest.json"
+    path.write_text(path.read_text(encoding="utf-8").replace('"variant": "fp32"', '"variant": "fp33"'), encoding="utf-8")
+    code, text = run_verify(published / "fp32")
+    assert code == 1 and "manifest.json was edited after publishing" in text
 
 
 def test_flipped_byte_is_caught(published):
@@ -44,8 +57,9 @@ def test_flipped_byte_is_caught(published):
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0x01
     model.write_bytes(bytes(data))
-    code, text = run_verify(published)
-    assert code == 1 and "hash mismatch: model.onnx" in text and "✓ " + str(published / "fp32") in text
+    assert run_verify(published / "fp32")[0] == 0
+    code, text = run_verify(published / "int8-dynamic")
+    assert code == 1 and "hash mismatch: model.onnx" in text
 
 
 def test_missing_and_extra_files_are_caught(published):
@@ -70,12 +84,13 @@ def test_sha256sums_matches_sha256sum_and_catches_changes(published):
     lines = path.read_text(encoding="utf-8").splitlines()
     assert any(line.endswith("  fp32/model.onnx") for line in lines) and any("report.json" in l for l in lines)
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=published).returncode == 0
-    assert run_verify(published)[0] == 0
+    from structbert_lite.publish.verify import check_sha256sums
+
+    assert check_sha256sums(published) == []
     (published / "report.json").write_text('{"x": 1}', encoding="utf-8")
-    code, text = run_verify(published)
-    assert code == 1 and "SHA256SUMS: hash mismatch: report.json" in text
+    assert check_sha256sums(published) == ["SHA256SUMS: hash mismatch: report.json"]
 
 
 def test_module_entry_point(published, capsys):
-    assert main([str(published), "--write-sha256sums"]) == 0
-    assert (published / "SHA256SUMS").is_file() and "3 ok" in capsys.readouterr().out
+    assert main([str(published / "fp32"), "--write-sha256sums"]) == 1  # SHA256SUMS is not in its manifest
+    assert (published / "fp32" / "SHA256SUMS").is_file() and "with problems" in capsys.readouterr().out

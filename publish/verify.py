@@ -1,21 +1,25 @@
 """`structbert-lite verify DIR` and the SHA256SUMS file CI publishes next to the released folders.
 
-``DIR`` is one variant folder (it holds ``manifest.json``) or a run's output folder holding several
-variant folders; every folder is checked against its manifest (files present, sha256 equal, nothing
-extra). A ``SHA256SUMS`` file in ``DIR`` is checked too. Usable without the CLI:
-``python -m structbert_lite.validate.verify DIR`` / ``... --write-sha256sums ROOT``.
+``DIR`` is one variant folder (it holds ``manifest.json``) or a published set (``run-manifest.json``: the
+variants and reports of one run). A folder is checked against its manifest (files present, sha256 equal, nothing
+extra, the manifest's own digest); a set against its run manifest (every listed folder present, verified and
+with the recorded manifest digest, every report's hash, no folder that is not listed, the run manifest's own
+digest). A ``SHA256SUMS`` file in ``DIR`` is checked too. Exit status: 0 everything verifies, 1 otherwise.
+Usable without the CLI: ``python -m structbert_lite.publish.verify DIR`` / ``... --write-sha256sums ROOT``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import TextIO
 
-from structbert_lite.artifact import MANIFEST_NAME, sha256_file, verify_folder
+from structbert_lite.artifact import MANIFEST_NAME, content_digest, sha256_file, verify_folder
+from structbert_lite.publish.output_set import RUN_MANIFEST
 
 logger = logging.getLogger(__name__)
 
@@ -75,19 +79,62 @@ def check_sha256sums(root: Path) -> list[str]:
     return problems
 
 
+def _read_run_manifest(root: Path) -> tuple[dict, list[str]]:
+    path = root / RUN_MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {}, [f"{RUN_MANIFEST} cannot be read ({type(exc).__name__}): the set is corrupt, re-publish it"]
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("variants"), dict):
+        return {}, [f"{RUN_MANIFEST} is not a run manifest"]
+    if manifest.get("manifest_digest") != content_digest(manifest):
+        return manifest, [f"{RUN_MANIFEST} was edited after publishing (its content does not match its manifest_digest)"]
+    return manifest, []
+
+
+def verify_set(root: Path) -> list[str]:
+    """Problems of a published set as a whole (the folders themselves are checked by `verify_folder`)."""
+    manifest, problems = _read_run_manifest(root)
+    listed = manifest.get("variants") or {}
+    for name, record in sorted(listed.items()):
+        folder = root / name
+        if not (folder / MANIFEST_NAME).is_file():
+            problems.append(f"variant {name} is listed in {RUN_MANIFEST} but missing")
+        elif sha256_file(folder / MANIFEST_NAME) != record.get("manifest_sha256"):
+            problems.append(f"variant {name}: manifest.json differs from the one this set published")
+    for folder in variant_folders(root):
+        if folder.name not in listed:
+            problems.append(f"variant folder {folder.name} is not part of this set ({RUN_MANIFEST} does not list it)")
+    for name, digest in sorted((manifest.get("reports") or {}).items()):
+        path = root / name
+        if not path.is_file():
+            problems.append(f"report {name} is missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"report {name} was changed after publishing")
+    return problems
+
+
 def verify_tree(root: Path) -> dict[str, list[str]]:
-    """``{folder or SHA256SUMS path: problems}`` for every variant folder under ``root``."""
+    """``{set, folder or SHA256SUMS path: problems}`` for ``root``: one variant folder or a published set."""
     root = Path(root)
-    folders = variant_folders(root)
     results: dict[str, list[str]] = {}
-    if not folders:
+    if (root / MANIFEST_NAME).is_file():
+        results[str(root)] = verify_folder(root)
+    elif (root / RUN_MANIFEST).is_file():
+        results[f"{root} (set)"] = verify_set(root)
+        for folder in variant_folders(root):
+            results[str(folder)] = verify_folder(folder)
+    elif variant_folders(root):
+        results[str(root)] = [
+            f"{root} holds variant folders but no {RUN_MANIFEST}: not a complete published set (an interrupted "
+            "or pre-set publish); re-run the pipeline"
+        ]
+    else:
         results[str(root)] = [
             f"{root} is not a directory" if not root.is_dir() else
-            f"{root} holds no {MANIFEST_NAME} and no variant folders with one (point at a published variant "
-            "folder, e.g. artifacts/demo/int8-dynamic, or its parent)"
+            f"{root} holds no {MANIFEST_NAME} and no {RUN_MANIFEST} (point at a published set, e.g. "
+            "artifacts/demo, or one of its variant folders, e.g. artifacts/demo/int8-dynamic)"
         ]
-    for folder in folders:
-        results[str(folder)] = verify_folder(folder)
     if (root / SHA256SUMS).is_file():
         results[str(root / SHA256SUMS)] = check_sha256sums(root)
     return results
@@ -110,7 +157,7 @@ def verify_command(folder: Path, stream: TextIO | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m structbert_lite.validate.verify", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m structbert_lite.publish.verify", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a variant folder or a folder holding several")
     parser.add_argument("--write-sha256sums", action="store_true", help="first write FOLDER/SHA256SUMS")
     args = parser.parse_args(argv)

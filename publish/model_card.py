@@ -1,0 +1,229 @@
+"""The README.md model card of every published variant: Hugging Face Hub metadata, metrics, a working example.
+
+The YAML front matter (``library_name``, ``pipeline_tag``, ``language``, ``license``, ``base_model``, ``tags``,
+``model-index`` with the gate's metrics) parses with ``huggingface_hub.ModelCard.load``. The example takes the
+folder as its argument and says which file is missing instead of a bare "No such file or directory"; the tests
+run it from another working directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from structbert_lite.constants import MB, MODELSCOPE_LABELS, NEGATIVE, POSITIVE
+
+EXAMPLE_TEXTS = ["这家餐厅的菜很好吃，服务也很热情", "质量太差了，再也不会买"]
+HUB_SOURCES = ("modelscope", "huggingface")
+
+ONNX_EXAMPLE = '''import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+folder = Path(sys.argv[1] if len(sys.argv) > 1 else ".")  # this folder: python example.py path/to/{variant}
+for name in ("model.onnx", "tokenizer.json", "config.json"):
+    if not (folder / name).is_file():
+        sys.exit(f"{{folder / name}} not found: pass this model's folder as the first argument")
+tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+tokenizer.enable_truncation(max_length={max_length})
+tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+id2label = json.loads((folder / "config.json").read_text(encoding="utf-8"))["id2label"]
+
+texts = {texts}
+{batching}
+'''
+
+OPENVINO_EXAMPLE = '''import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+from tokenizers import Tokenizer
+
+folder = Path(sys.argv[1] if len(sys.argv) > 1 else ".")  # this folder: python example.py path/to/{variant}
+for name in ("openvino_model.xml", "openvino_model.bin", "tokenizer.json", "config.json"):
+    if not (folder / name).is_file():
+        sys.exit(f"{{folder / name}} not found: pass this model's folder as the first argument")
+tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+tokenizer.enable_truncation(max_length={max_length})
+tokenizer.enable_padding(pad_id=tokenizer.token_to_id("[PAD]"), pad_token="[PAD]")
+compiled = ov.Core().compile_model(str(folder / "openvino_model.xml"), "CPU")
+id2label = json.loads((folder / "config.json").read_text(encoding="utf-8"))["id2label"]
+
+texts = {texts}
+{batching}
+'''
+
+ONE_BATCH = '''def logits_of(batch):
+    encodings = tokenizer.encode_batch(batch)  # dynamic padding to the longest text of the batch
+    feed = {
+        "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),  # (batch, seq)
+        "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+    }
+    return RUN(feed)  # (batch, 2)
+
+
+logits = LOGITS
+probs = np.exp(logits - logits.max(-1, keepdims=True))
+probs /= probs.sum(-1, keepdims=True)
+for text, p in zip(texts, probs):
+    print(text, id2label[str(int(p.argmax()))], round(float(p.max()), 3))'''
+
+RUNNERS = {
+    "onnxruntime": "session.run([\"logits\"], {i.name: feed[i.name] for i in session.get_inputs()})[0]",
+    "openvino": "compiled(feed)[0]",
+}
+
+
+def example_code(engine: str, variant: str, max_length: int, batch_invariant: bool) -> str:
+    """The loading example: plain onnxruntime (or openvino) + tokenizers, no torch, no transformers."""
+    # A variant whose answers move with their batch neighbours (dynamic int8) is run one text at a time.
+    logits = "np.concatenate([logits_of([t]) for t in texts])" if not batch_invariant else "logits_of(texts)"
+    batching = ONE_BATCH.replace("RUN(feed)", RUNNERS[engine]).replace("LOGITS", logits)
+    template = OPENVINO_EXAMPLE if engine == "openvino" else ONNX_EXAMPLE
+    return template.format(
+        variant=variant, max_length=max_length, texts=json.dumps(EXAMPLE_TEXTS, ensure_ascii=False), batching=batching
+    )
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _mb(size_bytes: Optional[int]) -> Optional[float]:
+    return None if size_bytes is None else size_bytes / MB
+
+
+def _source_line(source: Any) -> str:
+    if isinstance(source, dict):
+        parts = [str(source.get(k)) for k in ("id", "revision") if source.get(k)]
+        return " @ ".join(parts) or json.dumps(source, ensure_ascii=False)
+    return str(source)
+
+
+def runs_on(meta: dict[str, Any]) -> str:
+    """Which runtimes load the variant, from what it is made of."""
+    if meta.get("engine") == "openvino":
+        return "OpenVINO (CPU); `openvino_model.xml/.bin` is OpenVINO IR, not ONNX"
+    if "quantize_dynamic" in str((meta.get("quantization") or {}).get("tool", "")):
+        return (
+            "onnxruntime only: the graph uses onnxruntime's com.microsoft int8 ops (QAttention, "
+            "QEmbedLayerNormalization, DynamicQuantizeMatMul), which OpenVINO and other ONNX runtimes reject"
+        )
+    if meta.get("fuse"):
+        return "onnxruntime; OpenVINO 2026.4 also reads its fused ops (Attention, EmbedLayerNormalization)"
+    return "any ONNX runtime (standard ONNX ops, opset {})".format(meta.get("onnx_opset", "?"))
+
+
+def hub_metadata(name: str, variant: str, metrics: dict, source: Any, meta: dict, license_id: str, eval_info: dict) -> dict:
+    """The card's YAML front matter (Hugging Face Hub model card metadata)."""
+    engine = meta.get("engine") or "onnxruntime"
+    tags = ["structbert", "bert", "sentiment-analysis", "chinese", "structbert-lite", variant]
+    tags += ["openvino"] if engine == "openvino" else ["onnx"]
+    if meta.get("quantization") or meta.get("openvino"):
+        tags.append("int8")
+    data: dict[str, Any] = {
+        "library_name": "openvino" if engine == "openvino" else "onnxruntime",
+        "pipeline_tag": "text-classification",
+        "language": ["zh"],
+        "license": license_id,
+        "tags": tags,
+    }
+    if isinstance(source, dict) and source.get("kind") in HUB_SOURCES and source.get("id"):
+        data["base_model"] = str(source["id"]).removeprefix("hf:")
+    results = [
+        {"type": "accuracy", "name": "Accuracy", "value": round(float(metrics["accuracy"]), 4)},
+        {"type": "agreement", "name": "Label agreement with PyTorch FP32", "value": round(float(metrics["agreement"]), 4)},
+    ] if metrics.get("accuracy") is not None and metrics.get("agreement") is not None else []
+    if results:
+        data["model-index"] = [{
+            "name": f"{name}-{variant}",
+            "results": [{
+                "task": {"type": "text-classification", "name": "Sentiment classification"},
+                "dataset": {"name": str(eval_info.get("source") or "eval set"), "type": "text-classification"},
+                "metrics": results,
+            }],
+        }]
+    return data
+
+
+def _metric_rows(metrics: dict, base: dict, speed_verified: bool) -> list[tuple[str, str, str]]:
+    latency = metrics.get("latency_ms") or {}
+    point = f"batch {latency.get('batch', '?')} × {latency.get('seq_len', '?')} tokens"
+    speedup = _fmt(metrics.get("speedup"), ".2f") if speed_verified else "not verified (machine busy while measured)"
+    return [
+        ("accuracy", _fmt(metrics.get("accuracy"), ".4f"), _fmt(base.get("accuracy"), ".4f")),
+        ("accuracy drop vs PyTorch FP32 (points)", _fmt(metrics.get("accuracy_drop"), "+.2f"), "—"),
+        ("label agreement with PyTorch FP32", _fmt(metrics.get("agreement"), ".4f"), "—"),
+        ("max abs logit difference", _fmt(metrics.get("max_abs_logit_diff"), ".4g"), "—"),
+        (f"p50 latency, {point} (ms)", _fmt(latency.get("p50"), ".2f"), _fmt((base.get("latency_ms") or {}).get("p50"), ".2f")),
+        ("speedup vs PyTorch FP32", speedup, "1.00"),
+        ("model size (MB)", _fmt(_mb(metrics.get("size_bytes")), ".1f"), _fmt(_mb(base.get("size_bytes")), ".1f")),
+        ("peak RSS of a fresh process (MB)", _fmt(metrics.get("peak_rss_mb"), ".0f"), _fmt(base.get("peak_rss_mb"), ".0f")),
+    ]
+
+
+def render_model_card(card: dict[str, Any]) -> str:
+    """The card text. ``card`` keys: name, variant, metrics, gate, source, max_length, meta, baseline_metrics,
+    eval, license, speed_verified, batch_invariance."""
+    name, variant, metrics, gate, meta = card["name"], card["variant"], card["metrics"], card["gate"], card["meta"]
+    invariance = card.get("batch_invariance") or {}
+    batch_invariant = bool(invariance.get("invariant", True))
+    engine = meta.get("engine") or "onnxruntime"
+    front = yaml.safe_dump(
+        hub_metadata(name, variant, metrics, card.get("source"), meta, card["license"], card.get("eval") or {}),
+        allow_unicode=True, sort_keys=False,
+    )
+    gate_lines = [
+        f"- {'✓' if c['passed'] else ('?' if c.get('verified') is False else '✗')} `{c['name']}`: "
+        f"{_fmt(c['value'], '.4g')} (limit {c['limit']}){' — not verified' if c.get('verified') is False else ''}"
+        for c in gate.get("checks") or []
+    ] or ["- (no gate configured for this variant)"]
+    neg, pos = MODELSCOPE_LABELS[NEGATIVE], MODELSCOPE_LABELS[POSITIVE]
+    lines = [
+        "---", front.rstrip(), "---", "",
+        f"# {name} — {variant}", "",
+        f"Chinese sentiment classifier (StructBERT architecture) for CPU, variant **{variant}**, made and gated by "
+        "structbert-lite against the PyTorch FP32 baseline in the same run.", "",
+        f"- source: `{_source_line(card.get('source'))}`",
+        f"- labels: `config.json`, optimum and transformers name them {neg} / {pos}; the REST stub answers "
+        "Negative / Positive (the same classes).",
+        f"- runs on: {runs_on(meta)}",
+        f"- truncation: {card['max_length']} tokens",
+        "- batching: " + ("a text's answer does not depend on the texts it is batched with "
+                          f"(max |Δscore| {_fmt(invariance.get('max_abs_score_diff'), '.1e')} measured)" if batch_invariant else
+                          "answers move slightly with batch neighbours and padding (dynamic int8: one activation scale "
+                          f"per batch, max |Δscore| {_fmt(invariance.get('max_abs_score_diff'), '.1e')} measured), so "
+                          "structbert-lite runs it one text at a time; do the same"),
+        "- `manifest.json` lists the sha256 of every file, the source, the resolved config and the versions; "
+        "check the folder with `structbert-lite verify <folder>`.", "",
+        f"## Metrics (eval set: {(card.get('eval') or {}).get('source', '?')})", "",
+        f"| metric | {variant} | PyTorch FP32 |", "| --- | --- | --- |",
+        *[f"| {a} | {b} | {c} |" for a, b, c in _metric_rows(metrics, card.get("baseline_metrics") or {}, card.get("speed_verified", True))],
+        "", f"Gate: {'passed' if gate.get('passed') else 'FAILED'}", "", *gate_lines, "",
+        f"## Use it with {'openvino' if engine == 'openvino' else 'onnxruntime'} + tokenizers only", "",
+        "Save as `example.py` and run `python example.py path/to/this/folder`:", "",
+        "```python", example_code(engine, variant, card["max_length"], batch_invariant).rstrip(), "```", "",
+    ]
+    if engine == "openvino":
+        lines += ["It also loads with `optimum.intel.OVModelForSequenceClassification.from_pretrained(folder)`.", ""]
+    else:
+        lines += ["It also loads with `optimum.onnxruntime.ORTModelForSequenceClassification.from_pretrained(folder)`.", ""]
+    return "\n".join(lines)
+
+
+def write_model_card(folder: Path, card: dict[str, Any]) -> Path:
+    """Write ``folder/README.md`` from ``card`` (see `render_model_card`)."""
+    path = Path(folder) / "README.md"
+    path.write_text(render_model_card(card), encoding="utf-8")
+    return path

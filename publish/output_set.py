@@ -1,0 +1,228 @@
+"""One output folder, published all at once: a run builds a whole set, then one symlink switches to it.
+
+    artifacts/demo ──► .demo.runs/20261125-101500-4242/      (OUT is a symlink to the current run)
+                         ├── fp32/ fp32-optimized/ int8-dynamic/ …   (variant folders, each with manifest.json)
+                         ├── report.json report.md latency.png
+                         ├── run-manifest.json                   (the set: every folder and report, hashed)
+                         └── checkpoint ──► ../checkpoint          (the demo checkpoint, shared by runs)
+                       .demo.runs/.lock                          (held by the run in progress)
+
+A run writes its set into a fresh run folder nobody points at, then replaces the ``OUT`` symlink with one
+``rename``: at any moment a reader (and a kill) sees the complete old set or the complete new set, never a mix.
+Earlier runs are kept for rollback (``publish.keep_runs``); run folders of killed runs are removed by the next.
+The documented paths (``OUT/fp32/``, ``OUT/report.json``) keep working through the symlink, and copying
+``OUT/int8-dynamic`` elsewhere copies a real folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Optional
+
+from structbert_lite.artifact import fsync_dir
+from structbert_lite.errors import ArtifactError, StructbertLiteError
+
+logger = logging.getLogger(__name__)
+
+RUN_MANIFEST = "run-manifest.json"
+WORK_DIR = ".work"  # inside a run folder: steps build here; passing variants are renamed out of it
+SHARED_CHECKPOINT = "checkpoint"
+LOCK_NAME = ".lock"
+RUN_ID = re.compile(r"^\d{8}-\d{6}-\d+$")  # run folder names: UTC timestamp and pid
+
+
+class OutputBusyError(StructbertLiteError):
+    """Another run holds the output folder."""
+
+
+def runs_root(out: Path) -> Path:
+    """``OUT``'s hidden sibling that holds the run folders (``artifacts/demo`` → ``artifacts/.demo.runs``)."""
+    out = Path(out)
+    return out.parent / f".{out.name}.runs"
+
+
+class OutputSet:
+    """The output folder of one run: locked while in use, built in a fresh run folder, switched in atomically."""
+
+    def __init__(self, out: Path, keep_runs: int = 2):
+        self.out = Path(os.path.abspath(out))
+        self.root = runs_root(self.out)
+        self.keep_runs = keep_runs
+        self.run_dir: Optional[Path] = None
+        self._lock_fh = None
+        self._switched = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> "OutputSet":
+        self._check_out_path()
+        created_root = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._created_root = created_root
+        self._lock()
+        try:
+            self._adopt_legacy_folder()
+            self._remove_incomplete_runs()
+            stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+            self.run_dir = self.root / f"{stamp}-{os.getpid()}"
+            (self.run_dir / WORK_DIR).mkdir(parents=True)
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if not self._switched and self.run_dir is not None:
+                shutil.rmtree(self.run_dir, ignore_errors=True)  # a failed run leaves nothing behind
+            elif self.run_dir is not None:
+                shutil.rmtree(self.run_dir / WORK_DIR, ignore_errors=True)
+                self._prune_old_runs()
+        finally:
+            self._unlock()
+            self._remove_root_if_empty()
+
+    @property
+    def work(self) -> Path:
+        return self.run_dir / WORK_DIR
+
+    @property
+    def shared_checkpoint(self) -> Path:
+        """A folder outside the run folders, kept across runs (the demo checkpoint lives here)."""
+        return self.root / SHARED_CHECKPOINT
+
+    # -- publishing --------------------------------------------------------------------------------------------
+
+    def link_shared_checkpoint(self) -> None:
+        """``<run>/checkpoint -> ../checkpoint`` so ``OUT/checkpoint/`` keeps its documented place."""
+        if self.shared_checkpoint.is_dir():
+            os.symlink(os.path.join("..", SHARED_CHECKPOINT), self.run_dir / SHARED_CHECKPOINT)
+
+    def switch(self) -> Path:
+        """Point ``OUT`` at this run's folder with one atomic rename; returns ``OUT``."""
+        if not (self.run_dir / RUN_MANIFEST).is_file():
+            raise ArtifactError(f"{self.run_dir} has no {RUN_MANIFEST}: refusing to publish an incomplete set")
+        shutil.rmtree(self.work, ignore_errors=True)
+        fsync_dir(self.run_dir)
+        fsync_dir(self.root)
+        tmp_link = self.out.parent / f".{self.out.name}.link-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp_link.unlink()
+        os.symlink(os.path.relpath(self.run_dir, self.out.parent), tmp_link)
+        os.replace(tmp_link, self.out)
+        fsync_dir(self.out.parent)
+        self._switched = True
+        logger.info("published the set %s as %s", self.run_dir.name, self.out)
+        return self.out
+
+    # -- helpers -----------------------------------------------------------------------------------------------
+
+    def current_run(self) -> Optional[Path]:
+        if self.out.is_symlink():
+            target = (self.out.parent / os.readlink(self.out)).resolve()
+            return target if target.is_dir() else None
+        return None
+
+    def _check_out_path(self) -> None:
+        if self.out.is_symlink():
+            target = os.readlink(self.out)
+            if Path(target).is_absolute() or Path(os.path.normpath(os.path.join(self.out.parent, target))).parent != self.root:
+                raise ArtifactError(
+                    f"{self.out} is a symlink to {target}, not to one of its runs in {self.root}: "
+                    "remove it or choose another --out"
+                )
+        elif self.out.exists() and not self.out.is_dir():
+            raise ArtifactError(f"output path {self.out} exists and is not a folder: choose another --out")
+
+    def _adopt_legacy_folder(self) -> None:
+        """A real folder at ``OUT`` (an empty one, or a set published before sets were atomic) becomes a run."""
+        if self.out.is_symlink() or not self.out.is_dir():
+            return
+        entries = [p for p in self.out.iterdir()]
+        if not entries:
+            self.out.rmdir()
+            return
+        known = any((p / "manifest.json").is_file() for p in entries if p.is_dir()) or (self.out / "report.json").is_file()
+        if not known:
+            raise ArtifactError(
+                f"output folder {self.out} exists and holds files that are not a structbert-lite output set: "
+                "choose another --out (nothing was changed)"
+            )
+        legacy = self.root / "legacy"
+        os.rename(self.out, legacy)
+        checkpoint = legacy / SHARED_CHECKPOINT
+        if checkpoint.is_dir() and not checkpoint.is_symlink() and not self.shared_checkpoint.exists():
+            os.rename(checkpoint, self.shared_checkpoint)
+        logger.warning("moved the earlier output folder %s to %s (kept for reference)", self.out, legacy)
+
+    def _remove_incomplete_runs(self) -> None:
+        """Run folders of killed runs (no run manifest, not current): we hold the lock. Nothing else is touched
+        (the demo trainer keeps its resumable state beside the shared checkpoint)."""
+        current = self.current_run()
+        for entry in self.root.iterdir():
+            if not RUN_ID.match(entry.name) or entry == current or not entry.is_dir():
+                continue
+            if not (entry / RUN_MANIFEST).is_file():
+                logger.warning("removing %s, left by an interrupted run", entry)
+                shutil.rmtree(entry, ignore_errors=True)
+        for stale in self.out.parent.glob(f".{self.out.name}.link-*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+    def _prune_old_runs(self) -> None:
+        runs = sorted(
+            (p for p in self.root.iterdir() if RUN_ID.match(p.name) and (p / RUN_MANIFEST).is_file() and p != self.run_dir),
+            key=lambda p: p.name,
+        )
+        for old in runs[: max(0, len(runs) - (self.keep_runs - 1))]:
+            shutil.rmtree(old, ignore_errors=True)
+            logger.info("removed the old run %s (publish.keep_runs=%d)", old.name, self.keep_runs)
+
+    def _lock(self) -> None:
+        path = self.root / LOCK_NAME
+        self._lock_fh = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            self._lock_fh.seek(0)
+            holder = self._lock_fh.read().strip() or "unknown"
+            self._lock_fh.close()
+            self._lock_fh = None
+            raise OutputBusyError(
+                f"output folder {self.out} is in use by another structbert-lite run ({holder}); wait for it to "
+                "finish or pass another --out"
+            ) from None
+        self._lock_fh.seek(0)
+        self._lock_fh.truncate()
+        self._lock_fh.write(json.dumps({"pid": os.getpid(), "started": _dt.datetime.now().isoformat(timespec="seconds")}))
+        self._lock_fh.flush()
+
+    def _unlock(self) -> None:
+        if self._lock_fh is not None:
+            with contextlib.suppress(OSError):
+                self._lock_fh.seek(0)
+                self._lock_fh.truncate()
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def _remove_root_if_empty(self) -> None:
+        """A first run that failed leaves no empty folders behind."""
+        if not self.root.is_dir() or self.out.is_symlink():
+            return
+        leftovers = [p for p in self.root.iterdir() if p.name != LOCK_NAME]  # e.g. a demo checkpoint is kept
+        if not leftovers:
+            with contextlib.suppress(OSError):
+                (self.root / LOCK_NAME).unlink()
+                self.root.rmdir()
