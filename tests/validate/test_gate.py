@@ -55,4 +55,17 @@ def test_unmeasured_metric_fails_with_a_clear_reason():
 
 @pytest.mark.parametrize("gate", [None, GateConfig()])
 def test_no_gate_passes_without_checks(gate):
-    assert evaluate_gate("v", METRICS, gate) == {"passed": True, "checks": []}
+    assert evaluate_gate("v", METRICS, gate) == {"passed": True, "speed_verified": True, "checks": []}
+
+
+def test_unverified_speed_is_reported_but_does_not_decide():
+    result = evaluate_gate("v", {**METRICS, "speedup": 888.0}, GateConfig(min_speedup=1000, min_agreement=0.99),
+                           speed_verified=False)
+    speed = result["checks"][0] if result["checks"][0]["name"] == "min_speedup" else result["checks"][1]
+    assert result["passed"] and not result["speed_verified"]
+    assert speed["verified"] is False and speed["measured_pass"] is False and "not verified" in speed["detail"]
+
+
+def test_a_child_slower_than_its_parent_fails():
+    result = evaluate_gate("fp32-optimized", {**METRICS, "speedup_vs_parent": 0.91}, GateConfig(min_speedup_vs_parent=1.0))
+    assert not result["passed"] and result["checks"][0]["name"] == "min_speedup_vs_parent"
