@@ -229,18 +229,8 @@ def train(
     optimizer = build_optimizer(model, settings)
     steps = count_batches(len(train_set), settings.batch_size)
     scheduler = build_scheduler(optimizer, steps * settings.epochs, settings.warmup_share)
-    record = {"epoch": 0, "history": [], "best_epoch": 0, "best_accuracy": None, "bad_epochs": 0, "stopped": False}
-    best_weights, resumed_from = None, None
-    saved = train_state.load_state(state_dir, fingerprint)
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        train_state.restore_rng(saved["rng"])
-        record = {k: saved[k] for k in (*record, "best_file") if k in saved}
-        best_weights = train_state.load_best(state_dir, saved)
-        resumed_from = record["epoch"]
-        logger.info("%s: resuming after epoch %d from %s", desc, resumed_from, state_dir)
+    record, best_weights = _resume(state_dir, fingerprint, model, optimizer, scheduler, desc)
+    resumed_from = record["epoch"] or None
     started = time.perf_counter()
     for epoch in range(record["epoch"] + 1, settings.epochs + 1):
         if record["stopped"]:
@@ -266,16 +256,7 @@ def train(
         record["stopped"] = patience_spent and epoch < settings.epochs
         _log_epoch(desc, epoch_record, settings.epochs, improved and acc is not None, record["stopped"])
         if state_dir is not None:
-            state = {
-                **record,
-                "fingerprint": fingerprint,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": train_state.capture_rng(),
-            }
-            train_state.save_state(state_dir, state, best_weights if improved else None)
-            record["best_file"] = state.get("best_file")
+            _save(state_dir, record, fingerprint, model, optimizer, scheduler, best_weights if improved else None)
         if on_epoch is not None:
             on_epoch(epoch_record)
     if best_weights is not None:
@@ -291,6 +272,35 @@ def train(
         device=str(device),
         trainable_parameters=trainable,
     )
+
+
+def _resume(state_dir, fingerprint: str, model, optimizer, scheduler, desc: str) -> tuple[dict, Optional[dict]]:
+    """(early-stopping record, best weights so far): from a matching saved state, else a fresh start."""
+    record = {"epoch": 0, "history": [], "best_epoch": 0, "best_accuracy": None, "bad_epochs": 0, "stopped": False}
+    saved = train_state.load_state(state_dir, fingerprint)
+    if saved is None:
+        return record, None
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    train_state.restore_rng(saved["rng"])
+    record = {k: saved[k] for k in (*record, "best_file") if k in saved}
+    logger.info("%s: resuming after epoch %d from %s", desc, record["epoch"], state_dir)
+    return record, train_state.load_best(state_dir, saved)
+
+
+def _save(state_dir, record: dict, fingerprint: str, model, optimizer, scheduler, best_weights: Optional[dict]) -> None:
+    """Everything a resumed run needs, after an epoch (``best_weights`` only when this epoch is the best)."""
+    state = {
+        **record,
+        "fingerprint": fingerprint,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": train_state.capture_rng(),
+    }
+    train_state.save_state(state_dir, state, best_weights)
+    record["best_file"] = state.get("best_file")
 
 
 def _log_epoch(desc: str, rec: dict, epochs: int, best: bool, stopping: bool) -> None:
