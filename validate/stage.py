@@ -28,7 +28,7 @@ from structbert_lite.validate import accuracy, speed
 from structbert_lite.validate.batch_invariance import measure_batch_invariance
 from structbert_lite.validate.eval_data import EvalSet
 from structbert_lite.validate.gate import evaluate_gate, failed_step_gate
-from structbert_lite.validate.length_buckets import by_bucket, token_lengths
+from structbert_lite.validate.length_buckets import by_bucket, compare_truncation, token_lengths
 from structbert_lite.validate.report import build_report, library_versions, machine_info
 from structbert_lite.validate.torch_baseline import TorchClassifier
 
@@ -62,9 +62,19 @@ def _progress(quiet: bool) -> Callable[..., Any]:
     return lambda **kw: tqdm(disable=disable, leave=False, **kw)
 
 
-def open_variant_for_eval(variant: Artifact, max_length: int, threads: int):
+def open_variant_for_eval(variant: Artifact, max_length: int, threads: int, truncation: str):
     """The variant's classifier on its engine, batched (invariance is measured before it is trusted)."""
-    return engine_class(variant.meta.get("engine") or "onnxruntime")(variant.path, max_length=max_length, threads=threads)
+    engine = engine_class(variant.meta.get("engine") or "onnxruntime")
+    return engine(variant.path, max_length=max_length, threads=threads, truncation=truncation)
+
+
+def truncation_comparison(model, tokenizer_dir: Path, eval_set: EvalSet, lengths: np.ndarray, cfg: PipelineConfig):
+    """The baseline's accuracy on the texts longer than max_length, keeping their start vs start and end."""
+    def score(texts, mode):
+        classifier = TorchClassifier(model, tokenizer_dir, cfg.model.max_length, cfg.validate.threads, mode)
+        return predict_logits(classifier, texts, EVAL_BATCH_SIZE)
+
+    return compare_truncation(score, eval_set.texts, eval_set.labels, lengths, cfg.model.max_length)
 
 
 def check_baseline(gold: np.ndarray, logits: np.ndarray, eval_set: EvalSet, min_accuracy: float) -> float:
@@ -139,10 +149,11 @@ def run(
     """
     vcfg, max_length, threads, progress = cfg.validate, cfg.model.max_length, cfg.validate.threads, _progress(quiet)
     gold, texts = eval_set.labels, eval_set.texts
-    classifiers = {BASELINE_NAME: TorchClassifier(model, tokenizer_dir, max_length, threads)}
+    truncation = cfg.model.truncation
+    classifiers = {BASELINE_NAME: TorchClassifier(model, tokenizer_dir, max_length, threads, truncation)}
     invariance = {}
     for v in variants:
-        classifiers[v.variant] = open_variant_for_eval(v, max_length, threads)
+        classifiers[v.variant] = open_variant_for_eval(v, max_length, threads, truncation)
         invariance[v.variant] = measure_batch_invariance(
             classifiers[v.variant], texts[: vcfg.batch_invariance_rows], vcfg.max_batch_score_diff
         )
@@ -151,6 +162,7 @@ def run(
     check_baseline(gold, logits[BASELINE_NAME], eval_set, cfg.eval.min_accuracy)
     lengths = token_lengths(classifiers[BASELINE_NAME].tokenizer, texts)
     buckets = by_bucket(lengths, gold, logits[BASELINE_NAME], {v.variant: logits[v.variant] for v in variants}, max_length)
+    buckets["truncation"] = truncation_comparison(model, tokenizer_dir, eval_set, lengths, cfg)
 
     base_spec, specs = contender_specs(baseline, variants, tokenizer_dir)
     measured = speed.measure_variants(base_spec, specs, texts, vcfg, max_length, progress, work_dir)

@@ -43,7 +43,9 @@ def load_baseline_model(path: str | Path, loader: str | Callable[[str], Any] = D
 class TorchClassifier:
     """Scores texts with a PyTorch ``BertForSequenceClassification`` (FP32, inference mode, fixed threads)."""
 
-    def __init__(self, model, tokenizer_folder: Path, max_length: int = 128, threads: int | None = None):
+    def __init__(
+        self, model, tokenizer_folder: Path, max_length: int = 128, threads: int | None = None, truncation: str = "head"
+    ):
         import torch
 
         self.model = model.eval()
@@ -52,7 +54,7 @@ class TorchClassifier:
         if threads:
             # Process-wide; set again before every call because other code in the run may change it.
             torch.set_num_threads(threads)
-        self.tokenizer = load_tokenizer(Path(tokenizer_folder), max_length)
+        self.tokenizer = load_tokenizer(Path(tokenizer_folder), max_length, truncation)
         id2label = getattr(model.config, "id2label", None) or {0: "负面", 1: "正面"}
         self.labels = [english_label(id2label[i]) for i in range(len(id2label))]
 

@@ -106,6 +106,7 @@ def test_length_buckets_count_truncated_texts(validation):
     assert buckets["truncated_rows"] == 1 and buckets["max_length"] == 128
     rows = {b["bucket"]: b["rows"] for b in buckets["buckets"]}
     assert sum(rows.values()) == len(TEXTS) and rows[">256"] == 1
+    assert buckets["truncation"]["rows"] == 1 and set(buckets["truncation"]) == {"rows", "head", "head+tail"}
 
 
 def test_gate_compares_with_the_parent(validation):
