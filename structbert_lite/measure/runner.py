@@ -28,6 +28,7 @@ from structbert_lite.measure import machine, trust
 from structbert_lite.measure.contenders import ContenderSpec
 from structbert_lite.measure.plan import MeasurePlan
 from structbert_lite.measure.worker import SPAWN_ENV
+from structbert_lite.processes import die_with_parent
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def spawn(job: dict, jobs_dir: Path, tag: str, threads: int, timeout_s: float) -
         proc = subprocess.run(
             [sys.executable, "-m", WORKER_MODULE, str(job_path)],
             env=worker_env(threads), capture_output=True, text=True, timeout=timeout_s,
+            preexec_fn=die_with_parent,  # a killed run leaves no worker behind
         )
     except subprocess.TimeoutExpired:
         return None, f"timed out after {timeout_s:.0f} s"

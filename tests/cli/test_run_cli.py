@@ -106,3 +106,26 @@ def test_user_errors_exit_2_and_leave_no_folder(tmp_path, capsys):
     assert main(["run", "--config", "configs/demo.yaml", "--model", str(empty), "--eval", str(tmp_path / "x.csv"), "--out", str(out)]) == 2
     assert "no weights" in capsys.readouterr().err
     assert not os.path.lexists(out) and not runs_root(out).exists()
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    """A 400 KB tmpfs: a real full disk (needs root, as CI has; skipped elsewhere)."""
+    import subprocess
+
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_is_named_and_leaves_nothing(tmp_path, centered_checkpoint, eval_csv, capsys, tiny_disk):
+    out = tiny_disk / "out"
+    code = run_cli(tmp_path, centered_checkpoint, eval_csv, {"max_size_mb": 5}, out)
+    err = capsys.readouterr().err
+    assert code == 2 and "the disk is full (No space left on device)" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not os.path.lexists(out) and not runs_root(out).exists()
