@@ -12,14 +12,14 @@ HOST   ?= 127.0.0.1
 
 RUN_FLAGS := $(if $(MODEL),--model $(MODEL)) $(if $(EVAL),--eval $(EVAL)) $(if $(OUT),--out $(OUT))
 
-.PHONY: setup demo convert bench serve test clean finetune
+.PHONY: setup demo convert bench serve test clean finetune score-bench
 
 $(BIN)/structbert-lite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	# torch is pinned to the CPU build (2.13.0); an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e ".[convert,test]"
+	$(BIN)/pip install -e ".[convert,test,cluster]"
 	touch $@
 
 setup: $(BIN)/structbert-lite ## create .venv and install everything (CPU only)
@@ -33,6 +33,9 @@ convert: setup ## the real StructBERT (needs ModelScope access), or MODEL=<dir> 
 bench: setup ## side-by-side benchmark vs the peers (installs the bench extra); MODEL=, OUT=, THREADS=, CONFIG=
 	$(BIN)/pip install -e ".[convert,test,bench]"
 	$(BIN)/python -m structbert_lite.bench $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) --threads $(or $(THREADS),2) --out $(or $(OUT),bench/out)
+
+score-bench: setup ## texts/s of `score` (local, Ray) vs the serving stub's /predict_batch vs one process; ROWS=2000 OUT=bench/out/score
+	$(BIN)/python -m structbert_lite.score.bench --rows $(or $(ROWS),2000) --out $(or $(OUT),bench/out/score)
 
 finetune: setup ## fine-tune MODEL= on TRAIN= (labelled CSV/TSV/JSONL/Parquet) [EVAL=] [OUT=] [FINETUNE_CONFIG=]
 	$(if $(MODEL),,$(error MODEL= is required: a ModelScope id, hf:<owner>/<name>, a local checkpoint folder or demo))

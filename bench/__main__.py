@@ -1,4 +1,4 @@
-"""``python -m structbert_lite.bench [--out DIR] [--model DIR] [--threads N] [--quick]`` (``make bench``)."""
+"""``python -m structbert_lite.bench [--out DIR] [--model DIR] [--shapes base,student] [--threads N] [--quick]`` (``make bench``)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m structbert_lite.bench", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: bench/out)")
     parser.add_argument("--model", default=None, help="a ModelScope-layout checkpoint folder (default: random weights)")
-    parser.add_argument("--config", default=None, help="pipeline config whose export/optimize/quantize keys build ours "
+    parser.add_argument("--config", default=None, help="pipeline config whose variants are ours, built by its steps "
                         "(default: configs/structbert-base.yaml, the published recipe)")
+    parser.add_argument("--shapes", default="base,student", help="model shapes to run, comma-separated (default: base,student; "
+                        "student = 4 layers x 312 on the same vocabulary)")
     parser.add_argument("--threads", type=int, default=2, help="thread budget of every contender (default: 2)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default: 3; quick: 1)")
     parser.add_argument("--quick", action="store_true", help="tiny model, few repeats: checks the harness in seconds")
@@ -25,6 +27,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--threads must be >= 1")
     if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    args.shapes = tuple(s.strip() for s in args.shapes.split(",") if s.strip())
+    if not args.shapes or set(args.shapes) - {"base", "student"}:
+        parser.error(f"--shapes {','.join(args.shapes)}: choose from base, student")
     if args.model and not Path(args.model).is_dir():
         parser.error(f"--model {args.model}: not a folder (give a ModelScope-layout checkpoint folder)")
     return args
@@ -39,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     # Our progress at INFO; libraries (onnxruntime's quantizer logs every tensor at INFO) at WARNING.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("structbert_lite").setLevel(logging.INFO)
-    overrides = {"threads": args.threads, "model_dir": args.model}
+    overrides = {"threads": args.threads, "model_dir": args.model, "shapes": args.shapes}
     if args.config:
         overrides["config_path"] = args.config
     if args.rounds:
@@ -48,13 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m structbert_lite.bench " + " ".join(shlex.quote(a) for a in argv)
     results = run_benchmark(settings, args.out, command.strip())
     print(f"wrote {args.out / 'results.json'}, {args.out / 'report.md'}, {args.out / 'chart.png'} in {results['wall_s']:.0f} s")
+    if not results["trust"]["verified"]:
+        print("  NOT VERIFIED (do not quote these figures): " + "; ".join(results["trust"]["reasons"][:3]))
     for check in results["checks"]:
         mark = {True: "PASS", False: "FAIL", None: "PENDING"}[check["passed"]]
         value = "—" if check["value"] is None else f"{check['value']:.2f}x"
         print(f"  {mark:7s} {check['name']}: {value} (limit {check['limit']:.1f}x)")
-    failed = [n for n, c in results["contenders"].items() if c.get("error")]
-    for name in failed:
-        print(f"  contender {name}: {results['contenders'][name]['error']}")
+    for shape_name, shape in results["shapes"].items():
+        for name, entry in shape["contenders"].items():
+            if entry.get("error"):
+                print(f"  contender {shape_name}/{name}: {entry['error']}")
     return 0
 
 

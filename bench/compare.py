@@ -1,8 +1,9 @@
-"""Ratios between contenders, and the issue's "done when" checks, as pure functions over the results.
+"""Ratios between contenders, and the issues' "done when" checks, as pure functions over the results.
 
-Ratios are speedups (> 1: faster): ``vs_baseline`` = baseline p50 / contender p50 (for throughput:
-contender texts/s / baseline texts/s); ``vs_best_peer`` = the fastest peer's figure (baseline included,
-ours excluded) over the contender's, so > 1 means faster than every peer at that point.
+Ratios are speedups (> 1: faster): ``vs_baseline`` = baseline p50 / contender p50 (for throughput: contender
+texts/s / baseline texts/s); ``vs_best_peer`` = the fastest peer's figure (baseline included, ours excluded)
+over the contender's, so > 1 means faster than every peer at that point. Across shapes, each student
+contender is compared with the teacher (base shape): PyTorch FP32 and our int8.
 """
 
 from __future__ import annotations
@@ -12,57 +13,58 @@ from typing import Optional
 BASELINE = "pytorch-fp32"
 OURS_INT8 = "ours-int8-dynamic"
 THROUGHPUT = "throughput"
-# The issue's bar: our int8 beats every peer at these points and in throughput, and is 4x the baseline at 1x32.
-WIN_POINTS = ("1x32", "1x128")
-MIN_SPEEDUP_POINT, MIN_SPEEDUP = "1x32", 4.0
+# Issue 13: our fastest published variant >= every peer at these points and in throughput, >= 5x PyTorch FP32 at 1x32.
+WIN_POINTS = ("1x32", "1x128", "8x64", "32x128")
+MIN_SPEEDUP_POINT, MIN_SPEEDUP = "1x32", 5.0
+# Issue 14: the student's int8 >= 3x the teacher's int8 at 1x32 and in throughput.
+STUDENT_POINT, STUDENT_MIN_SPEEDUP = "1x32", 3.0
 MAX_PROFILE_POINTS = 3
 
 
-def _p50(entry: dict, point: str) -> Optional[float]:
-    latency = entry.get("latency") or {}
-    return latency[point]["p50_ms"] if point in latency else None
-
-
-def _tps(entry: dict) -> Optional[float]:
-    return entry["throughput"]["texts_per_s"] if entry.get("throughput") else None
-
-
-def _peers(contenders: dict) -> dict:
-    return {n: e for n, e in contenders.items() if e["group"] in ("baseline", "peer")}
-
-
-def best_peer_at(contenders: dict, point: str) -> tuple[Optional[str], Optional[float]]:
-    """(name, figure) of the fastest peer at ``point`` (lowest p50, or highest texts/s for throughput)."""
+def figure(entry: dict, point: str) -> Optional[float]:
+    """p50 ms at a grid point, or texts/s for ``THROUGHPUT`` (None if not measured)."""
     if point == THROUGHPUT:
-        figures = {n: _tps(e) for n, e in _peers(contenders).items() if _tps(e)}
-        return max(figures.items(), key=lambda kv: kv[1]) if figures else (None, None)
-    figures = {n: _p50(e, point) for n, e in _peers(contenders).items() if _p50(e, point)}
-    return min(figures.items(), key=lambda kv: kv[1]) if figures else (None, None)
+        return entry["throughput"]["texts_per_s"] if entry.get("throughput") else None
+    return ((entry.get("latency") or {}).get(point) or {}).get("p50")
+
+
+def faster(point: str, a: float, b: float) -> float:
+    """How many times ``a`` is faster than ``b`` (latency: b / a; throughput: a / b)."""
+    return a / b if point == THROUGHPUT else b / a
+
+
+def best_at(contenders: dict, point: str, groups: tuple) -> tuple[Optional[str], Optional[float]]:
+    """(name, figure) of the fastest contender of ``groups`` at ``point``."""
+    figures = {n: figure(e, point) for n, e in contenders.items() if e["group"] in groups and figure(e, point)}
+    if not figures:
+        return None, None
+    pick = max if point == THROUGHPUT else min
+    name = pick(figures, key=figures.get)
+    return name, figures[name]
+
+
+def points_of(contenders: dict) -> list[str]:
+    points = []
+    for entry in contenders.values():
+        points += [p for p in entry.get("latency") or {} if p not in points]
+    return points + [THROUGHPUT]
 
 
 def compare(contenders: dict) -> dict:
-    """{point: {"baseline", "best_peer", "best_peer_value", "ratios": {name: {"vs_baseline", "vs_best_peer"}}}}."""
-    points = []
-    for entry in contenders.values():
-        for point in entry.get("latency") or {}:
-            if point not in points:
-                points.append(point)
-    points.append(THROUGHPUT)
-    base = contenders.get(BASELINE, {})
+    """{point: {baseline, best_peer, best_peer_value, best_ours, best_ours_value, ratios: {name: {vs_baseline, vs_best_peer}}}}."""
     table = {}
-    for point in points:
-        peer, peer_value = best_peer_at(contenders, point)
-        base_value = _tps(base) if point == THROUGHPUT else _p50(base, point)
+    for point in points_of(contenders):
+        peer, peer_value = best_at(contenders, point, ("baseline", "peer"))
+        mine, mine_value = best_at(contenders, point, ("ours",))
+        base_value = figure(contenders.get(BASELINE, {"group": "baseline"}), point)
         ratios = {}
         for name, entry in contenders.items():
-            value = _tps(entry) if point == THROUGHPUT else _p50(entry, point)
-            if not value:
-                continue
-            if point == THROUGHPUT:
-                ratios[name] = {"vs_baseline": value / base_value if base_value else None, "vs_best_peer": value / peer_value if peer_value else None}
-            else:
-                ratios[name] = {"vs_baseline": base_value / value if base_value else None, "vs_best_peer": peer_value / value if peer_value else None}
-        table[point] = {"baseline": base_value, "best_peer": peer, "best_peer_value": peer_value, "ratios": ratios}
+            value = figure(entry, point)
+            if value:
+                ratios[name] = {"vs_baseline": faster(point, value, base_value) if base_value else None,
+                                "vs_best_peer": faster(point, value, peer_value) if peer_value else None}
+        table[point] = {"baseline": base_value, "best_peer": peer, "best_peer_value": peer_value,
+                        "best_ours": mine, "best_ours_value": mine_value, "ratios": ratios}
     return table
 
 
@@ -70,15 +72,49 @@ def _check(name: str, value: Optional[float], limit: float) -> dict:
     return {"name": name, "value": value, "limit": limit, "passed": None if value is None else value >= limit}
 
 
-def issue_checks(contenders: dict, comparisons: dict) -> list[dict]:
-    """The issue's "done when" as {name, value, limit, passed} (passed None: not measured / pending)."""
-    def ratio(point: str, key: str) -> Optional[float]:
-        return (comparisons.get(point, {}).get("ratios", {}).get(OURS_INT8) or {}).get(key)
-
-    checks = [_check(f"ours-int8-dynamic faster than every peer at {p} (best peer p50 / ours p50)", ratio(p, "vs_best_peer"), 1.0) for p in WIN_POINTS]
-    checks.append(_check("ours-int8-dynamic faster than every peer in corpus throughput (ours / best peer texts/s)", ratio(THROUGHPUT, "vs_best_peer"), 1.0))
-    checks.append(_check(f"ours-int8-dynamic speedup vs PyTorch FP32 at {MIN_SPEEDUP_POINT}", ratio(MIN_SPEEDUP_POINT, "vs_baseline"), MIN_SPEEDUP))
+def issue_checks(shape: str, contenders: dict, comparisons: dict) -> list[dict]:
+    """Issue 13's "done when" for one shape as {name, value, limit, passed} (passed None: not measured)."""
+    checks = []
+    for point in WIN_POINTS + (THROUGHPUT,):
+        row = comparisons.get(point) or {}
+        value = faster(point, row["best_ours_value"], row["best_peer_value"]) if row.get("best_ours_value") and row.get("best_peer_value") else None
+        where = "corpus throughput" if point == THROUGHPUT else point
+        checks.append(_check(f"{shape}: our fastest ({row.get('best_ours') or '—'}) vs the best peer ({row.get('best_peer') or '—'}) at {where}", value, 1.0))
+    row = comparisons.get(MIN_SPEEDUP_POINT) or {}
+    value = faster(MIN_SPEEDUP_POINT, row["best_ours_value"], row["baseline"]) if row.get("best_ours_value") and row.get("baseline") else None
+    checks.append(_check(f"{shape}: our fastest ({row.get('best_ours') or '—'}) vs PyTorch FP32 at {MIN_SPEEDUP_POINT}", value, MIN_SPEEDUP))
     return checks
+
+
+def cross_shape(shapes: dict) -> Optional[dict]:
+    """{student contender: {point: {"vs_teacher_fp32", "vs_teacher_int8"}}}: the student against the teacher's
+    PyTorch FP32 and our int8 on the base shape (None unless both shapes ran)."""
+    if "base" not in shapes or "student" not in shapes:
+        return None
+    teacher = shapes["base"]["contenders"]
+    table = {}
+    for name, entry in shapes["student"]["contenders"].items():
+        rows = {}
+        for point in points_of({name: entry}):
+            mine = figure(entry, point)
+            if not mine:
+                continue
+            fp32, int8 = figure(teacher.get(BASELINE, {}), point), figure(teacher.get(OURS_INT8, {}), point)
+            rows[point] = {"vs_teacher_fp32": faster(point, mine, fp32) if fp32 else None,
+                           "vs_teacher_int8": faster(point, mine, int8) if int8 else None}
+        table[name] = rows
+    return table
+
+
+def cross_checks(cross: Optional[dict]) -> list[dict]:
+    """Issue 14's bench check: the student's int8 vs the teacher's int8 at 1x32 and in throughput."""
+    if cross is None:
+        return []
+    rows = cross.get(OURS_INT8) or {}
+    return [
+        _check(f"student {OURS_INT8} vs the teacher's {OURS_INT8} at {where}", (rows.get(point) or {}).get("vs_teacher_int8"), STUDENT_MIN_SPEEDUP)
+        for point, where in ((STUDENT_POINT, STUDENT_POINT), (THROUGHPUT, "corpus throughput"))
+    ]
 
 
 def losing_points(contenders: dict) -> list[tuple[int, int]]:
@@ -86,12 +122,10 @@ def losing_points(contenders: dict) -> list[tuple[int, int]]:
     (about the bucket shape of the reviews). At most ``MAX_PROFILE_POINTS``, worst first."""
     ours = contenders.get(OURS_INT8) or {}
     losses = []
-    for point in ours.get("latency") or {}:
-        _, peer_value = best_peer_at(contenders, point)
-        if peer_value and _p50(ours, point) > peer_value:
-            losses.append((_p50(ours, point) / peer_value, point))
-    _, peer_tps = best_peer_at(contenders, THROUGHPUT)
-    if peer_tps and _tps(ours) and _tps(ours) < peer_tps and "8x64" not in [p for _, p in losses]:
-        losses.append((peer_tps / _tps(ours), "8x64"))
-    ordered = [p for _, p in sorted(losses, reverse=True)][:MAX_PROFILE_POINTS]
+    for point in points_of(contenders):
+        _, peer_value = best_at(contenders, point, ("baseline", "peer"))
+        mine = figure(ours, point)
+        if peer_value and mine and faster(point, mine, peer_value) < 1.0:
+            losses.append((1.0 / faster(point, mine, peer_value), "8x64" if point == THROUGHPUT else point))
+    ordered = list(dict.fromkeys(p for _, p in sorted(losses, reverse=True)))[:MAX_PROFILE_POINTS]
     return [tuple(int(x) for x in p.split("x")) for p in ordered]

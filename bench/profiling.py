@@ -32,13 +32,17 @@ def aggregate_by_op_type(trace: list[dict], skip_runs: int = 1) -> dict:
     return {op: {"ms_per_run": us / 1000.0 / runs, "share": us / grand, "nodes": len(nodes[op])} for op, us in ordered}
 
 
-def profile_by_op_type(spec: dict, threads: int, points: list, runs: int, vocab_size: int, seed: int, out_dir: Path) -> dict:
-    """Profile ``spec``'s ONNX graph at each (batch, seq_len) point, one session per point."""
+def profile_by_op_type(model_path: str, tokenizer_dir: str, threads: int, points: list, runs: int, seed: int, out_dir: str) -> dict:
+    """Profile the ONNX graph at ``model_path`` at each (batch, seq_len) point, one session per point
+    (run in a fresh worker process through `measure.runner.spawn_call`)."""
     import onnxruntime as ort
 
-    from structbert_lite.bench.workload import synthetic_feed
+    from structbert_lite.measure.feeds import synthetic_feed
+    from structbert_lite.runtime import load_tokenizer
 
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(Path(tokenizer_dir), 512)
     results = {}
     for batch, seq_len in points:
         options = ort.SessionOptions()
@@ -46,9 +50,9 @@ def profile_by_op_type(spec: dict, threads: int, points: list, runs: int, vocab_
         options.inter_op_num_threads = 1
         options.enable_profiling = True
         options.profile_file_prefix = str(out_dir / f"ours-int8-{batch}x{seq_len}")
-        session = ort.InferenceSession(spec["model_path"], options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model_path, options, providers=["CPUExecutionProvider"])
         names = {i.name for i in session.get_inputs()}
-        feed = {k: v for k, v in synthetic_feed(batch, seq_len, vocab_size, seed).items() if k in names}
+        feed = {k: v for k, v in synthetic_feed(tokenizer, batch, seq_len, seed).items() if k in names}
         session.run(None, feed)  # warm-up, left out of the aggregate
         for _ in range(runs):
             session.run(None, feed)

