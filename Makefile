@@ -30,9 +30,9 @@ demo: setup ## offline, end to end: train the demo model, convert, quantize, val
 convert: setup ## the real StructBERT (needs ModelScope access), or MODEL=<dir> / CONFIG=<yaml>
 	$(BIN)/structbert-lite run --config $(CONFIG) $(RUN_FLAGS)
 
-bench: setup ## side-by-side benchmark vs the peers (installs the bench extra); MODEL=, OUT=, THREADS=, CONFIG=
+bench: setup ## side-by-side benchmark vs the peers (installs the bench extra); MODEL=, OUT=, THREADS=, CONFIG=, SHAPES=base,student
 	$(BIN)/pip install -e ".[convert,test,bench]"
-	$(BIN)/python -m structbert_lite.bench $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) --threads $(or $(THREADS),2) --out $(or $(OUT),bench/out)
+	$(BIN)/python -m structbert_lite.bench $(if $(MODEL),--model $(MODEL)) --config $(CONFIG) --threads $(or $(THREADS),2) $(if $(SHAPES),--shapes $(SHAPES)) --out $(or $(OUT),bench/out)
 
 score-bench: setup ## texts/s of `score` (local, Ray) vs the serving stub's /predict_batch vs one process; ROWS=2000 OUT=bench/out/score
 	$(BIN)/python -m structbert_lite.score.bench --rows $(or $(ROWS),2000) --out $(or $(OUT),bench/out/score)
