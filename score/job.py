@@ -1,0 +1,256 @@
+"""`score_corpus`: check everything, run an engine, assemble the output. The one entry point of both engines.
+
+    check artifact (manifest hashes) -> check --output -> read every input file once (columns, rows)
+    -> local: shards -> worker pool -> verified parts -> assemble      (resumable; parts deleted at the end)
+    -> ray:   Ray Data read -> map_batches(actor pool) -> ordered rows -> assemble
+    -> output written as temp + rename
+
+Assembling reads each input file again and puts its columns beside the results, file by file, so the output
+has the input's rows in the input's order, one output row per input row.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import pandas as pd
+
+from structbert_lite.artifact import manifest_digest, verify_folder
+from structbert_lite.errors import ArtifactError
+from structbert_lite.runtime import read_label_names
+from structbert_lite.score import ScoreError, outputs
+from structbert_lite.score.inputs import Corpus, check_corpus, read_frame
+from structbert_lite.score.shards import SHARD_ROWS, PartStore, plan_shards
+from structbert_lite.score.texts import result_columns
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")
+MAX_BAD_EXAMPLES = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreOptions:
+    """One `structbert-lite score` job."""
+
+    artifact: Path  # a published variant folder (verified against its manifest before use)
+    input: str  # one file or a glob of shards: CSV/TSV/JSONL/JSON/Parquet
+    output: Path  # .parquet/.csv/.tsv/.jsonl: input columns + label, score, prob_*, error
+    text_column: str = "text"  # the column holding the texts
+    engine: str = "local"  # "local" (worker processes) or "ray" (Ray Data on a cluster)
+    ray_address: Optional[str] = None  # ray: a running cluster to join (else $RAY_ADDRESS, else start a local one)
+    workers: Optional[int] = None  # processes (local) or actors (ray); default: available CPUs // threads
+    threads: Optional[int] = None  # onnxruntime intra-op threads per worker/actor; default 1
+    batch_size: int = 32  # texts per model call (length-sorted, dynamic padding); 1 for non-batch-invariant variants
+    quiet: bool = False  # no progress bar
+    shard_rows: int = SHARD_ROWS  # local: rows per shard (unit of work and of resume)
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ScoreError(f"--engine must be one of {', '.join(ENGINES)}; got {self.engine!r}")
+        for name in ("workers", "threads", "batch_size", "shard_rows"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ScoreError(f"--{name.replace('_', '-')} must be a whole number >= 1; got {value!r}")
+        if self.ray_address and self.engine != "ray":
+            raise ScoreError("--ray-address needs --engine ray")
+        if not self.text_column:
+            raise ScoreError("--text-column must not be empty")
+
+
+@dataclasses.dataclass
+class ScoreSummary:
+    """What a job did, for the CLI and the bench."""
+
+    output: Path
+    engine: str
+    workers: int
+    threads: int
+    rows: int
+    scored_rows: int  # rows scored by this run (a resumed run skips finished shards)
+    seconds: float  # wall time of the whole job, checks and assembly included
+    label_counts: dict
+    bad_rows: dict  # error -> count
+    bad_examples: list
+
+    @property
+    def texts_per_s(self) -> float:
+        return self.scored_rows / self.seconds if self.seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        bad = sum(self.bad_rows.values())
+        lines = [
+            f"Scored {self.rows} rows into {self.output} with the {self.engine} engine "
+            f"({self.workers} worker(s) x {self.threads} thread(s)): {self.scored_rows} scored in this run, "
+            f"{self.seconds:.1f} s, {self.texts_per_s:.1f} texts/s.",
+            "Labels: " + (", ".join(f"{k} {v}" for k, v in sorted(self.label_counts.items())) or "none") + ".",
+        ]
+        if bad:
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.bad_rows.items()))
+            lines.append(f"{bad} bad row(s) kept with an error and no label ({reasons}); see the error column.")
+        return "\n".join(lines)
+
+
+class _Tally:
+    """Label counts and bad rows over the assembled output."""
+
+    def __init__(self):
+        self.labels: collections.Counter = collections.Counter()
+        self.errors: collections.Counter = collections.Counter()
+        self.examples: list = []
+
+    def add(self, path: Path, results: pd.DataFrame) -> None:
+        self.labels.update(label for label in results["label"] if not pd.isna(label))
+        for row, error in enumerate(results["error"]):
+            if not pd.isna(error):
+                self.errors[error] += 1
+                if len(self.examples) < MAX_BAD_EXAMPLES:
+                    self.examples.append(f"{path.name} row {row}: {error}")
+
+
+def check_artifact(folder: Path) -> tuple[list[str], str]:
+    """(label names, manifest digest) of a variant folder that verifies against its manifest."""
+    folder = Path(folder)
+    problems = verify_folder(folder)
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ArtifactError(
+            f"refusing to score with {folder}: {'; '.join(problems[:3])}{more}. Point --artifact at a published "
+            "variant folder (e.g. artifacts/demo/int8-dynamic), re-published or copied whole"
+        )
+    return read_label_names(folder), manifest_digest(folder)
+
+
+def _combine(frame: pd.DataFrame, results: pd.DataFrame, columns) -> pd.DataFrame:
+    out = frame.reindex(columns=list(columns)).reset_index(drop=True)
+    for name in results.columns:
+        out[name] = results[name].to_numpy()
+    return out
+
+
+def _assemble(corpus: Corpus, writer: outputs.OutputWriter, results_for: Callable, tally: _Tally) -> None:
+    """Write every input file's rows with their results, file by file, in input order."""
+    for index, file in enumerate(corpus.files):
+        frame = read_frame(file.path)
+        stat = file.path.stat()
+        if len(frame) != file.rows or stat.st_size != file.size or stat.st_mtime_ns != file.mtime_ns:
+            raise ScoreError(f"--input {file.path} changed while it was being scored; run the command again")
+        results = results_for(index, frame)
+        if len(results) != len(frame):
+            raise ScoreError(f"internal error: {len(results)} results for the {len(frame)} rows of {file.path}")
+        tally.add(file.path, results)
+        writer.append(_combine(frame, results, corpus.columns))
+
+
+def progress_bar(total: int, initial: int, quiet: bool):
+    """A tqdm bar in texts and texts/s; silent with --quiet or when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="texts", desc="score", disable=True if quiet else None,
+                smoothing=0.05, dynamic_ncols=True)
+
+
+def _made_parents(path: Path) -> list[Path]:
+    """Create ``path``'s missing parent folders; returns them (deepest first) to remove after a failure."""
+    missing = [p for p in Path(path).parents if not p.exists()]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def score_corpus(options: ScoreOptions) -> ScoreSummary:
+    """Score every row of ``options.input`` into ``options.output`` (see the module docstring)."""
+    start = time.perf_counter()
+    labels, digest = check_artifact(options.artifact)
+    output = Path(options.output).expanduser().resolve()
+    outputs.output_format(output)
+    corpus = check_corpus(options.input, options.text_column, result_columns(labels), output)
+    schema = outputs.output_schema(corpus.schema, labels)
+    if output.exists():
+        logger.info("%s exists: it is replaced when the new output is complete", output)
+    made = _made_parents(output)
+    try:
+        if options.engine == "ray":
+            summary = _score_ray(options, corpus, output, schema, labels)
+        else:
+            summary = _score_local(options, corpus, output, schema, labels, digest)
+    except BaseException:
+        for folder in made:  # deepest first; only folders this run created and left empty
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    summary.seconds = time.perf_counter() - start
+    if summary.bad_rows:
+        logger.warning("%d bad row(s) kept with an error column and no label: %s; first: %s",
+                       sum(summary.bad_rows.values()), dict(summary.bad_rows), "; ".join(summary.bad_examples))
+    return summary
+
+
+def local_parallelism(options: ScoreOptions) -> tuple[int, int]:
+    """(workers, threads) of the local engine: default 1 thread per worker and one worker per usable CPU."""
+    from structbert_lite.measure.machine import usable_cpus
+
+    threads = options.threads or 1
+    workers = options.workers or max(1, usable_cpus() // threads)
+    if workers * threads > usable_cpus():
+        logger.warning("%d workers x %d threads is more than the %d usable CPUs: expect contention",
+                       workers, threads, usable_cpus())
+    return workers, threads
+
+
+def _score_local(options, corpus, output, schema, labels, digest) -> ScoreSummary:
+    from structbert_lite.score.local import run_local
+
+    workers, threads = local_parallelism(options)
+    plan = {
+        "version": 1, "artifact_manifest_sha256": digest, "text_column": corpus.text_column,
+        "shard_rows": options.shard_rows, "inputs": [f.fingerprint() for f in corpus.files], "labels": labels,
+    }
+    shards = plan_shards([f.rows for f in corpus.files], options.shard_rows)
+    result_schema = outputs.result_schema(labels)
+    tally = _Tally()
+    with PartStore(outputs.parts_folder(output), plan, result_schema) as store:
+        todo = store.pending(shards)
+        done_rows = corpus.rows - sum(s.rows for s in todo)
+        if done_rows:
+            logger.info("resuming: %d of %d rows are already scored", done_rows, corpus.rows)
+        if todo:
+            workers = min(workers, len(todo))
+            with progress_bar(corpus.rows, done_rows, options.quiet) as bar:
+                run_local(corpus, store, todo, options.artifact, workers, threads, options.batch_size, bar)
+        with outputs.OutputWriter(output, schema) as writer:
+            _assemble(corpus, writer, lambda index, frame: _file_results(store, shards, index, labels), tally)
+            writer.commit()
+        store.remove()
+    return ScoreSummary(output, "local", workers, threads, corpus.rows, corpus.rows - done_rows, 0.0,
+                        dict(tally.labels), dict(tally.errors), tally.examples)
+
+
+def _file_results(store: PartStore, shards, index: int, labels) -> pd.DataFrame:
+    """The result columns of input file ``index``, from its parts in row order."""
+    parts = list(store.iter_file(shards, index))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({name: [] for name in result_columns(labels)})
+
+
+def _score_ray(options, corpus, output, schema, labels) -> ScoreSummary:
+    try:
+        from structbert_lite.score import ray_engine
+    except ImportError as exc:
+        raise ScoreError(
+            f"--engine ray needs Ray Data ({exc.name} is not installed): pip install 'structbert-lite[cluster]'"
+        ) from None
+
+    tally = _Tally()
+    with ray_engine.RayScorer(options, corpus) as scorer:
+        with progress_bar(corpus.rows, 0, options.quiet) as bar, outputs.OutputWriter(output, schema) as writer:
+            stream = scorer.stream(bar)
+            _assemble(corpus, writer, lambda index, frame: stream.take(frame[corpus.text_column].tolist()), tally)
+            stream.finish()
+            writer.commit()
+        workers, threads = scorer.workers, scorer.threads
+    return ScoreSummary(output, "ray", workers, threads, corpus.rows, corpus.rows, 0.0,
+                        dict(tally.labels), dict(tally.errors), tally.examples)

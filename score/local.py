@@ -1,0 +1,158 @@
+"""The local engine: shards scored by N worker processes, each with its own session of T onnxruntime threads.
+
+With one worker the shards are scored in the command's own process. Otherwise the parent reads the texts,
+hands each worker one shard at a time (up to 2 per worker queued) and writes every result it gets back as
+a verified part (`shards.PartStore`). Workers are spawned (no fork of a process holding pyarrow/onnxruntime
+thread pools) and ignore Ctrl-C; the parent decides.
+
+A worker that dies (killed, out of memory, a crash in native code) breaks the pool: the shards that were
+in flight go back to the queue and a fresh pool takes over; finished parts are never redone, so no row is
+lost or written twice. A shard that was in flight during ``MAX_ATTEMPTS`` deaths stops the run with an
+error (its finished neighbours stay in the parts folder for a resume).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Optional, Sequence
+
+from structbert_lite.errors import StructbertLiteError
+from structbert_lite.score import ScoreError
+from structbert_lite.score.inputs import Corpus, read_text_values
+from structbert_lite.score.shards import PartStore, Shard
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3  # deaths a shard may see in flight before the run gives up
+QUEUED_PER_WORKER = 2  # shards submitted per worker: one running, one waiting
+
+_classifier = None
+_init_error: Optional[BaseException] = None
+
+
+def _init_worker(artifact: str, threads: int) -> None:
+    """Worker start-up: one session with ``threads`` intra-op threads (and as many tokenizer threads)."""
+    global _classifier, _init_error
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    os.environ["RAYON_NUM_THREADS"] = str(threads)  # `tokenizers` would otherwise use every core per worker
+    from structbert_lite.runtime import open_variant
+
+    try:
+        _classifier = open_variant(Path(artifact), threads=threads)
+    except StructbertLiteError as exc:  # re-raised by the first task: a clear error, not a broken pool
+        _init_error = exc
+
+
+def _score_shard(values: list, batch_size: int):
+    from structbert_lite.score.texts import score_values
+
+    if _init_error is not None:
+        raise _init_error
+    return score_values(_classifier, values, batch_size)
+
+
+class _TextCache:
+    """The text column of the last two files read (shards arrive in file order; a re-run may step back)."""
+
+    def __init__(self, corpus: Corpus):
+        self.corpus = corpus
+        self._values: dict[int, list] = {}
+
+    def values(self, shard: Shard) -> list:
+        if shard.file_index not in self._values:
+            if len(self._values) >= 2:
+                self._values.pop(next(iter(self._values)))
+            file = self.corpus.files[shard.file_index]
+            values = read_text_values(file.path, self.corpus.text_column)
+            if len(values) != file.rows:
+                raise ScoreError(
+                    f"--input {file.path} changed while it was being scored ({len(values)} rows, was {file.rows})"
+                )
+            self._values[shard.file_index] = values
+        return self._values[shard.file_index][shard.start : shard.stop]
+
+
+def run_local(corpus: Corpus, store: PartStore, shards: Sequence[Shard], artifact: Path, workers: int,
+              threads: int, batch_size: int, progress=None) -> None:
+    """Score ``shards`` into ``store``; returns when every one has a verified part."""
+    texts = _TextCache(corpus)
+    if workers == 1:
+        _run_inline(shards, texts, store, artifact, threads, batch_size, progress)
+        return
+    todo = collections.deque(shards)
+    attempts: collections.Counter = collections.Counter()
+    context = multiprocessing.get_context("spawn")
+    while todo:
+        lost = _run_pool(context, todo, texts, store, str(artifact), workers, threads, batch_size, progress)
+        if not lost:
+            continue
+        attempts.update(lost)
+        worst = max(lost, key=lambda s: attempts[s])
+        if attempts[worst] >= MAX_ATTEMPTS:
+            file = corpus.files[worst.file_index]
+            raise ScoreError(
+                f"worker processes died {attempts[worst]} times while scoring rows {worst.start}-{worst.stop - 1} of "
+                f"{file.path} (out of memory? try fewer --workers); run the same command again to resume"
+            )
+        logger.warning("a worker process died: %d shard(s) in flight go to a fresh pool", len(lost))
+        todo.extendleft(sorted(lost, key=lambda s: (s.file_index, s.start), reverse=True))
+
+
+def _run_inline(shards, texts, store, artifact, threads, batch_size, progress) -> None:
+    """One worker: score in this process (no pool to start; a kill of this process is what resume is for)."""
+    from structbert_lite.runtime import open_variant
+    from structbert_lite.score.texts import score_values
+
+    classifier = open_variant(Path(artifact), threads=threads)
+    for shard in shards:
+        store.write(shard, score_values(classifier, texts.values(shard), batch_size))
+        if progress is not None:
+            progress.update(shard.rows)
+
+
+def _run_pool(context, todo, texts, store, artifact, workers, threads, batch_size, progress) -> list[Shard]:
+    """Run shards from ``todo`` in one pool until it is empty (returns []) or the pool breaks (returns the
+    shards that were in flight and not stored)."""
+    running: dict = {}
+    with ProcessPoolExecutor(workers, context, _init_worker, (artifact, threads)) as pool:
+        try:
+            while todo or running:
+                while todo and len(running) < QUEUED_PER_WORKER * workers:
+                    shard = todo.popleft()
+                    running[pool.submit(_score_shard, texts.values(shard), batch_size)] = shard
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                broken = any(isinstance(f.exception(), BrokenProcessPool) for f in done)
+                if broken:
+                    wait(running)  # a broken pool settles every future; finished ones keep their result
+                    done = set(running)
+                lost = []
+                for future in sorted(done, key=lambda f: (running[f].file_index, running[f].start)):
+                    shard, error = running.pop(future), future.exception()
+                    if error is None:
+                        store.write(shard, future.result())
+                        if progress is not None:
+                            progress.update(shard.rows)
+                    elif isinstance(error, BrokenProcessPool):
+                        lost.append(shard)
+                    else:
+                        raise error
+                if broken:
+                    return lost
+        except BaseException:
+            _stop_workers(pool)
+            raise
+    return []
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """On an error or Ctrl-C, stop the workers now instead of waiting for their current shards."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):  # no public API before 3.14
+        process.terminate()
