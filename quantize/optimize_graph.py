@@ -11,12 +11,19 @@ The fusions this stage must produce, per encoder layer (what int8 speed depends 
 
 onnxruntime's optimizer returns the input unchanged when a pattern does not match; we count the fused
 nodes and raise instead, since a silently unfused graph costs most of the speed.
+
+Fusing is not always faster: onnxruntime fuses much of the FP32 graph itself at load, and on an AVX-512 EPYC
+the fully fused graph ran 3–12% slower than the unfused export (issue 13). ``keep: faster`` times each fusion
+group against the others in fresh processes and drops the ones that slow this model down (`fusion_select`);
+the gate then compares the result with its parent (``min_speedup_vs_parent``).
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -47,6 +54,18 @@ class Options(StepOptions):
     enable_gelu_approximation: Bool = Field(False, description="replace Gelu by FastGelu (changes numerics)")
     require_fusions: Bool = Field(True, description="fail when Attention/SkipLayerNorm/Gelu fusions are missing")
     parity_tolerance: float = Field(1e-3, gt=0, description="max abs logit diff allowed vs the parent graph")
+    keep: Literal["all", "faster"] = Field(
+        "all", description="all: every enabled fusion; faster: only the groups that make this model faster on this CPU (timed)"
+    )
+    required_fusions: list[Literal["attention", "skip_layer_norm", "gelu", "embed_layer_norm", "layer_norm"]] = Field(
+        ["attention", "embed_layer_norm"],
+        description="groups keep: faster never drops (int8-dynamic's QAttention/QEmbedLayerNormalization need them)",
+    )
+    selection_grid: list[tuple[Int, Int]] = Field(
+        [(1, 32), (1, 128), (8, 64)], min_length=1, description="(batch, tokens) points timed by keep: faster"
+    )
+    selection_rounds: Int = Field(3, ge=1, le=20, description="fresh-process rounds per graph for keep: faster")
+    min_gain: float = Field(0.03, ge=0, lt=1, description="a group is dropped only if the graph is this much faster without it in every round")
 
 
 def check_fusions(counts: dict[str, int], num_layers: int, opt) -> dict[str, dict]:
@@ -112,10 +131,22 @@ def run(parent: Artifact, options: Options, ctx: StepContext) -> Artifact:
     """Fuse the parent FP32 graph into ``ctx.work_dir``; check structure, then parity against the parent graph.
 
     The parent was itself parity-checked against PyTorch (step export), so the chain stays anchored to it; a
-    mismatch is a `ParityError`, a missing fusion a `GraphStructureError`.
+    mismatch is a `ParityError`, a missing fusion a `GraphStructureError`. With ``keep: faster`` the fusion
+    groups are timed first (`fusion_select`) and only those that make this model faster here are applied.
     """
+    from structbert_lite.quantize import fusion_select
+
     out_dir = Path(ctx.work_dir)
     num_layers, num_heads, hidden = model_dims(parent.path)
+    selection = None
+    if options.keep == "faster":
+        selection = fusion_select.select_fusions(
+            parent.model_path, options,
+            lambda path, flags: optimize_bert(parent.model_path, path, num_heads, hidden, options.model_copy(update=flags)),
+            parent.path, ctx.calibration_texts, ctx.threads, ctx.max_length, out_dir / ".fusion-select",
+        )
+        shutil.rmtree(out_dir / ".fusion-select", ignore_errors=True)
+        options = options.model_copy(update=selection["kept_flags"])
     model = optimize_bert(parent.model_path, out_dir / "model.onnx", num_heads, hidden, options)
     counts = op_counts(model)
     fusions = check_fusions(counts, num_layers, options)
@@ -141,6 +172,7 @@ def run(parent: Artifact, options: Options, ctx: StepContext) -> Artifact:
             "fusions": fusions,
             "op_counts": counts,
             "parity": {"reference": parent.variant, "tolerance": options.parity_tolerance, "cases": parity},
+            "selection": selection,
         },
     }
     return Artifact(out_dir, ctx.name, meta, format="onnx")
