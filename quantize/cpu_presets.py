@@ -7,6 +7,25 @@ BERT-base-shaped model: max logit error 0.003 with reduce_range, 0.029 without).
 accumulates in 32 bits, so full-range weights are safe and more accurate there (on a StructBERT-base-shaped
 model here: first-answer max |Δlogit| vs FP32 4.4e-3 without reduce_range, 1.3e-2 with it). Speed was the
 same within run-to-run noise in `make bench` (ours-int8-host vs ours-int8-dynamic).
+
+The other knobs of issue 13, measured on an AVX2-only EPYC (no VNNI) with a StructBERT-base-shaped model
+(random weights), 2 threads, fresh process per contender, 4 rotated rounds — on a machine at load 7–15, so
+only differences far beyond the ±50% round-to-round spread count. Max/mean |Δlogit| vs FP32 over 48 texts,
+then median ms at 1×32 / 1×128 / 8×64:
+
+| weights | session option | max / mean \|Δlogit\| | ms |
+| --- | --- | --- | --- |
+| s8, reduce_range (preset avx2) | — | 0.021 / 0.0057 | 279 / 910 / 2844 |
+| s8, full range (preset avx512_vnni) | — | 0.028 / 0.0135 (saturates) | 359 / 1514 / 3680 |
+| s8, full range | ``session.x64quantprecision=1`` (s8 → u8 weights at load: U8U8 kernels) | 0.018 / 0.0063 | 297 / 875 / 2957 |
+| u8 (U8U8) | — | 0.018 / 0.0052 | 416 / 1407 / 3908 |
+| s8, reduce_range | ``session.intra_op.allow_spinning=0`` | 0.021 / 0.0057 | 114 / 785 / 1999 |
+
+So on AVX2 the presets stand: full range saturates, U8U8 and ``x64quantprecision`` buy accuracy (the
+latter lets one full-range artifact run unsaturated everywhere) at a speed cost this machine cannot resolve.
+The one win beyond the noise is a *session* setting, not a quantization one: with 2 threads on an
+oversubscribed machine, not spinning was 2–3x faster at 1×32 in every round (92–144 ms vs 167–389 ms); on an
+idle machine spinning usually helps latency. VNNI full-range vs reduce_range could not be timed here (no VNNI).
 """
 
 from __future__ import annotations
