@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import re
+import warnings
 from pathlib import Path
 
 from structbert_lite.artifact import sha256_file
@@ -151,7 +152,9 @@ def _load(weights: Path, is_safetensors: bool) -> dict:
         from safetensors.torch import load_file
 
         return load_file(str(weights))
-    return torch.load(weights, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # torch warns about pickle protocols before it refuses or loads: noise
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(weights, map_location="cpu", weights_only=True)
 
 
 def _read_error(weights: Path, exc: Exception) -> CheckpointError:

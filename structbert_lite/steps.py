@@ -90,12 +90,9 @@ def step_options(step: str, options: Optional[dict], where: str) -> StepOptions:
     try:
         return module.Options.model_validate(options or {})
     except ValidationError as exc:
-        lines = [f"invalid options for {where} (step {step}):"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"  - options.{key}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
+        from structbert_lite.config import format_validation_errors
+
+        raise ConfigError(format_validation_errors(exc, f"{where} (step {step})", prefix="options.")) from None
 
 
 def run_step(step: str, parent: Artifact, options: StepOptions, ctx: StepContext) -> Artifact:

@@ -95,6 +95,25 @@ def check_baseline(gold: np.ndarray, logits: np.ndarray, eval_set: EvalSet, min_
     return acc
 
 
+@dataclasses.dataclass
+class ScoredBaseline:
+    """The source model scored on the eval set (before any step runs: a broken source fails fast)."""
+
+    model: Any  # the PyTorch module
+    classifier: TorchClassifier
+    logits: np.ndarray  # (rows, labels)
+    accuracy: float
+
+
+def score_baseline(model: Any, tokenizer_dir: Path, eval_set: EvalSet, cfg: PipelineConfig, quiet: bool = False) -> ScoredBaseline:
+    """Eval logits of the PyTorch baseline; raises `BaselineError` when the source itself is not sane."""
+    classifier = TorchClassifier(model, tokenizer_dir, cfg.model.max_length, cfg.validate.threads, cfg.model.truncation)
+    logits = eval_logits({BASELINE_NAME: classifier}, eval_set.texts, _progress(quiet))[BASELINE_NAME]
+    acc = check_baseline(eval_set.labels, logits, eval_set, cfg.eval.min_accuracy)
+    logger.info("baseline (PyTorch FP32) accuracy %.4f on %s", acc, eval_set.source)
+    return ScoredBaseline(model, classifier, logits, acc)
+
+
 def eval_logits(classifiers: dict[str, Any], texts: list[str], progress) -> dict[str, np.ndarray]:
     logits = {}
     for name, classifier in classifiers.items():
@@ -137,30 +156,26 @@ def run(
     failures: dict[str, str],
     eval_set: EvalSet,
     cfg: PipelineConfig,
-    model: Any,
+    scored: ScoredBaseline,
     tokenizer_dir: Path,
     quiet: bool = False,
     work_dir: Optional[Path] = None,
 ) -> Validation:
     """Measure and gate ``variants`` (built, to publish) and record ``failures`` (variant → why its step failed).
 
-    ``baseline.path`` is the source checkpoint, ``model`` its loaded PyTorch module. Raises `BaselineError`
-    when the baseline itself is not sane on the eval set.
+    ``baseline.path`` is the source checkpoint; ``scored`` is `score_baseline`'s result for it.
     """
     vcfg, max_length, threads, progress = cfg.validate, cfg.model.max_length, cfg.validate.threads, _progress(quiet)
-    gold, texts = eval_set.labels, eval_set.texts
-    truncation = cfg.model.truncation
-    classifiers = {BASELINE_NAME: TorchClassifier(model, tokenizer_dir, max_length, threads, truncation)}
-    invariance = {}
+    gold, texts, model = eval_set.labels, eval_set.texts, scored.model
+    classifiers, invariance = {}, {}
     for v in variants:
-        classifiers[v.variant] = open_variant_for_eval(v, max_length, threads, truncation)
+        classifiers[v.variant] = open_variant_for_eval(v, max_length, threads, cfg.model.truncation)
         invariance[v.variant] = measure_batch_invariance(
             classifiers[v.variant], texts[: vcfg.batch_invariance_rows], vcfg.max_batch_score_diff
         )
         classifiers[v.variant].batch_invariant = invariance[v.variant]["invariant"]  # scored as served
-    logits = eval_logits(classifiers, texts, progress)
-    check_baseline(gold, logits[BASELINE_NAME], eval_set, cfg.eval.min_accuracy)
-    lengths = token_lengths(classifiers[BASELINE_NAME].tokenizer, texts)
+    logits = {BASELINE_NAME: scored.logits, **eval_logits(classifiers, texts, progress)}
+    lengths = token_lengths(scored.classifier.tokenizer, texts)
     buckets = by_bucket(lengths, gold, logits[BASELINE_NAME], {v.variant: logits[v.variant] for v in variants}, max_length)
     buckets["truncation"] = truncation_comparison(model, tokenizer_dir, eval_set, lengths, cfg)
 

@@ -65,7 +65,8 @@ def validate(chain, cfg, variants=None, failures=None, tmp_path=None):
     checkpoint, loaded, built, eval_set, tokenizer_dir = chain
     variants = [built[n] for n in (variants or ("fp32", "fp32-optimized", "int8-dynamic"))]
     source = Artifact(checkpoint, "source", {}, format="checkpoint")
-    return stage.run(source, variants, failures or {}, eval_set, cfg, loaded.model, tokenizer_dir, quiet=True,
+    scored = stage.score_baseline(loaded.model, tokenizer_dir, eval_set, cfg, quiet=True)
+    return stage.run(source, variants, failures or {}, eval_set, cfg, scored, tokenizer_dir, quiet=True,
                      work_dir=tmp_path)
 
 
@@ -124,7 +125,7 @@ def test_a_failed_step_is_reported_not_published(validation):
     assert not entry["gate"]["passed"] and "boom" in entry["gate"]["checks"][0]["detail"]
 
 
-def test_swapped_labels_stop_the_run_before_anything_is_measured(chain, tmp_path):
+def test_swapped_labels_stop_the_run_before_any_step_runs(chain, tmp_path):
     checkpoint, loaded, built, eval_set, tokenizer_dir = chain
     swapped = Path(shutil.copytree(checkpoint, tmp_path / "swapped"))
     config = json.loads((swapped / "config.json").read_text(encoding="utf-8"))
@@ -135,5 +136,4 @@ def test_swapped_labels_stop_the_run_before_anything_is_measured(chain, tmp_path
     polarities = ["positive" if n == 1 else "negative" for n in eval_set.labels]  # the truth, by meaning
     bad_eval = build_eval_set(TEXTS, polarities, bad.id2label, EvalConfig(), "self-labelled")
     with pytest.raises(BaselineError, match=r"scores 0\.0% .*no better than chance.*labels"):
-        stage.run(Artifact(swapped, "source", {}, format="checkpoint"), [built["fp32"]], {}, bad_eval, make_cfg(),
-                  bad.model, tokenizer_dir, quiet=True)
+        stage.score_baseline(bad.model, tokenizer_dir, bad_eval, make_cfg(), quiet=True)
