@@ -27,7 +27,10 @@ logger = logging.getLogger(__name__)
 
 HF_LOADER = "transformers:BertForSequenceClassification.from_pretrained"
 # Step options that only make sense on trained weights; switched off when the weights are random.
-RANDOM_WEIGHT_OPTIONS = {"ort-dynamic-int8": {"fallback": {"enabled": False}}}
+RANDOM_WEIGHT_OPTIONS = {
+    "ort-dynamic-int8": {"fallback": {"enabled": False}},
+    "openvino-int8": {"fallback": {"enabled": False}},
+}
 LEFT_OUT_STEPS = ("distill",)  # the student is measured as its own shape, not distilled in the benchmark
 
 
