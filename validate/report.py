@@ -18,7 +18,7 @@ import io
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 from structbert_lite.artifact import utc_now, write_json
 
@@ -26,35 +26,6 @@ logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 REPORT_SCHEMA = 1
-VERSION_PACKAGES = (
-    "structbert-lite",
-    "torch",
-    "transformers",
-    "onnx",
-    "onnxruntime",
-    "optimum-onnx",
-    "tokenizers",
-    "numpy",
-    "datasets",
-)
-
-
-# ---------------------------------------------------------------- environment
-
-
-def library_versions(packages: Iterable[str] = VERSION_PACKAGES) -> dict[str, Optional[str]]:
-    """Installed versions, read from package metadata (nothing is imported): the measurement core's reader."""
-    from structbert_lite.measure.machine import library_versions as read_versions
-
-    return read_versions(packages)
-
-
-def machine_info(threads: Optional[int] = None) -> dict[str, Any]:
-    """CPU model, the instruction-set flags that matter for int8, core count, load and the thread budget
-    (``{cpu, cpu_flags, logical_cpus, usable_cpus, threads, platform, load_average}``): the core's one reader."""
-    from structbert_lite.measure.machine import machine_info as describe_machine
-
-    return describe_machine(threads)
 
 
 # ---------------------------------------------------------------- report.json
@@ -66,9 +37,9 @@ def build_report(
     variants: list[dict[str, Any]],
     eval_info: dict[str, Any],
     settings: dict[str, Any],
-    config: Optional[dict[str, Any]] = None,
-    machine: Optional[dict[str, Any]] = None,
-    versions: Optional[dict[str, Any]] = None,
+    config: Optional[dict[str, Any]],
+    machine: dict[str, Any],
+    versions: dict[str, Any],
 ) -> dict[str, Any]:
     """Assemble the report dict; ``passed`` is true when every variant passed its gate."""
     return {
@@ -80,8 +51,8 @@ def build_report(
         "settings": settings,
         "baseline": baseline,
         "variants": variants,
-        "machine": machine or machine_info(settings.get("threads")),
-        "versions": versions or library_versions(),
+        "machine": machine,
+        "versions": versions,
         "config": config,
     }
 

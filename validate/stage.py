@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from structbert_lite.artifact import Artifact
+from structbert_lite.measure.machine import library_versions, machine_info
 from structbert_lite.config import PipelineConfig
 from structbert_lite.errors import BaselineError, StructbertLiteError
 from structbert_lite.runtime import engine_class, predict_logits
@@ -29,7 +30,7 @@ from structbert_lite.validate.batch_invariance import measure_batch_invariance
 from structbert_lite.validate.eval_data import EvalSet
 from structbert_lite.validate.gate import evaluate_gate, failed_step_gate
 from structbert_lite.validate.length_buckets import by_bucket, compare_truncation, token_lengths
-from structbert_lite.validate.report import build_report, library_versions, machine_info
+from structbert_lite.validate.report import build_report
 from structbert_lite.validate.torch_baseline import TorchClassifier
 
 logger = logging.getLogger(__name__)
@@ -123,11 +124,17 @@ def eval_logits(classifiers: dict[str, Any], texts: list[str], progress) -> dict
     return logits
 
 
-def contender_specs(baseline: Artifact, variants: list[Artifact], tokenizer_dir: Path):
+def contender_specs(baseline: Artifact, variants: list[Artifact], tokenizer_dir: Path, invariance: dict):
+    """The baseline and the variants as the measurement core loads them; a variant that is not batch-invariant
+    is timed as it is served, one text at a time (its staged folder has no manifest to say so yet)."""
     from structbert_lite.measure.contenders import ContenderSpec
 
     base = ContenderSpec(BASELINE_NAME, "torch", str(baseline.path), tokenizer_dir=str(tokenizer_dir))
-    return base, [ContenderSpec(v.variant, "variant", str(v.path), tokenizer_dir=str(v.path)) for v in variants]
+    return base, [
+        ContenderSpec(v.variant, "variant", str(v.path), tokenizer_dir=str(v.path),
+                      options={"batch_invariant": invariance[v.variant]["invariant"]})
+        for v in variants
+    ]
 
 
 def variant_metrics(
@@ -179,7 +186,7 @@ def run(
     buckets = by_bucket(lengths, gold, logits[BASELINE_NAME], {v.variant: logits[v.variant] for v in variants}, max_length)
     buckets["truncation"] = truncation_comparison(model, tokenizer_dir, eval_set, lengths, cfg)
 
-    base_spec, specs = contender_specs(baseline, variants, tokenizer_dir)
+    base_spec, specs = contender_specs(baseline, variants, tokenizer_dir, invariance)
     measured = speed.measure_variants(base_spec, specs, texts, vcfg, max_length, progress, work_dir)
     verified = bool(measured.trust.get("verified"))
     base_metrics = {

@@ -8,7 +8,6 @@ from rich.console import Console
 
 from structbert_lite.validate.report import (
     build_report,
-    machine_info,
     plot_latency,
     render_markdown,
     rich_summary_table,
@@ -34,7 +33,8 @@ def sample_report(passed: bool = False) -> dict:
                "flipped": [{"text": "还|行", "gold": "Positive", "baseline": "Positive", "variant": "Negative"}]}
     settings = {"threads": 2, "max_length": 128, "speedup_point": [1, 32], "throughput_batch_size": 32}
     eval_info = {"source": "e.jsonl", "total_rows": 10, "used_rows": 9, "bad_rows": {"empty_text": 1, "unknown_label": 0}}
-    return build_report("demo", base, [variant], eval_info, settings, config={"name": "demo"})
+    machine = {"cpu": "test CPU", "cpu_flags": ["avx2"], "logical_cpus": 2, "threads": 2}
+    return build_report("demo", base, [variant], eval_info, settings, {"name": "demo"}, machine, {"onnxruntime": "1.32.0"})
 
 
 def test_markdown_and_tables(tmp_path):
@@ -56,8 +56,3 @@ def test_markdown_and_tables(tmp_path):
     assert json.loads(path.read_text(encoding="utf-8"))["variants"][0]["gate"]["checks"][1]["value"] is None
     assert plot_latency(report, tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-
-
-def test_machine_info():
-    info = machine_info(threads=2)
-    assert info["cpu"] and info["threads"] == 2 and isinstance(info["cpu_flags"], list)
