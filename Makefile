@@ -9,23 +9,65 @@ OUT    ?=
 ARTIFACT ?= artifacts/demo/int8-dynamic
 PORT   ?= 5000
 HOST   ?= 127.0.0.1
+TEXT_COLUMN  ?=
+LABEL_COLUMN ?=
+# torch comes from PyTorch's own CPU wheel index: PyPI's torch for Linux x86_64 is the CUDA build (29 packages,
+# ~2.7 GB to download, against ~0.2 GB). TORCH_INDEX=URL: a private mirror of that index; TORCH_INDEX= (empty):
+# pip's own configured sources only. A CUDA build is refused unless ALLOW_CUDA_TORCH=1 (README "Set-up").
+TORCH_VERSION := 2.13.0
+TORCH_INDEX   ?= https://download.pytorch.org/whl/cpu
+ALLOW_CUDA_TORCH ?=
 
-RUN_FLAGS := $(if $(MODEL),--model $(MODEL)) $(if $(EVAL),--eval $(EVAL)) $(if $(OUT),--out $(OUT))
+COLUMN_FLAGS := $(if $(TEXT_COLUMN),--text-column '$(TEXT_COLUMN)') $(if $(LABEL_COLUMN),--label-column '$(LABEL_COLUMN)')
+RUN_FLAGS := $(if $(MODEL),--model $(MODEL)) $(if $(EVAL),--eval $(EVAL)) $(if $(OUT),--out $(OUT)) $(COLUMN_FLAGS)
+
+# Run by .venv's python: with SETUP_CHECK=plan, reads `pip install --dry-run --report -` on stdin and refuses a
+# plan that would install a CUDA build of torch (before it is installed); else checks the installed torch.
+define TORCH_CPU_CHECK
+import json, os, sys
+fix = ("point TORCH_INDEX= at a reachable mirror of https://download.pytorch.org/whl/cpu, or put the CPU wheel "
+       "(torch-$(TORCH_VERSION)+cpu) in a folder and set PIP_FIND_LINKS=that-folder, then run %s again "
+       "(ALLOW_CUDA_TORCH=1 accepts the CUDA build)")
+if os.environ.get("SETUP_CHECK") == "plan":
+    text = sys.stdin.read()
+    if not text.strip():
+        sys.exit("setup: pip could not resolve torch==$(TORCH_VERSION) from its own sources (above): " + fix % "`make setup`")
+    cuda = sorted((i["metadata"]["name"] for i in json.loads(text)["install"]
+                   if i["metadata"]["name"].lower().startswith(("nvidia-", "cuda-"))), key=str.lower, reverse=True)
+    if cuda and not "$(ALLOW_CUDA_TORCH)":
+        sys.exit(f"setup: pip would install the CUDA build of torch ({len(cuda)} CUDA packages, several GB: "
+                 f"{', '.join(cuda[:3])} ...), nothing installed: " + fix % "`make setup`")
+    sys.exit(0)
+import torch
+if torch.version.cuda and not "$(ALLOW_CUDA_TORCH)":
+    sys.exit(f"setup: $(VENV) has torch {torch.__version__}, a CUDA build (CUDA {torch.version.cuda}): "
+             + fix % "`rm -rf $(VENV) && make setup`")
+print(f"setup: torch {torch.__version__} ({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build'})")
+endef
+export TORCH_CPU_CHECK
+# pip's own sources (a mirror, a local wheel); a plan with a CUDA build is refused before it is installed
+PIP_TORCH := SETUP_CHECK=plan; export SETUP_CHECK; \
+	$(BIN)/pip install --dry-run --quiet --report - torch==$(TORCH_VERSION) | $(BIN)/python -c "$$TORCH_CPU_CHECK" \
+	&& $(BIN)/pip install torch==$(TORCH_VERSION)
 
 .PHONY: setup demo convert bench serve test clean finetune score-bench
 
 $(BIN)/structbert-lite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	# torch is pinned to the CPU build (2.13.0); an unpinned torch would pull a multi-GB CUDA build.
-	$(BIN)/pip install torch==2.13.0
+	# torch first, the CPU build (the extras below pin torch==$(TORCH_VERSION), which it satisfies); if the index
+	# cannot be reached (a mirror-only machine), pip's own sources, refusing a CUDA build
+	$(if $(TORCH_INDEX),$(BIN)/pip install --retries 1 --timeout 30 --index-url $(TORCH_INDEX) torch==$(TORCH_VERSION) \
+	  || { echo "setup: torch==$(TORCH_VERSION) not installed from $(TORCH_INDEX) (above); trying pip's own sources"; \
+	       $(PIP_TORCH); },$(PIP_TORCH))
 	$(BIN)/pip install -e ".[convert,test,cluster]"
+	$(BIN)/python -c "$$TORCH_CPU_CHECK"
 	touch $@
 
 setup: $(BIN)/structbert-lite ## create .venv and install everything (CPU only)
 
 demo: setup ## offline, end to end: train the demo model, convert, quantize, validate, publish into artifacts/demo/
-	$(BIN)/structbert-lite run --config configs/demo.yaml --out artifacts/demo $(if $(EVAL),--eval $(EVAL))
+	$(BIN)/structbert-lite run --config configs/demo.yaml --out artifacts/demo $(if $(EVAL),--eval $(EVAL) $(COLUMN_FLAGS))
 
 convert: setup ## the real StructBERT (needs ModelScope access), or MODEL=<dir> / CONFIG=<yaml>
 	$(BIN)/structbert-lite run --config $(CONFIG) $(RUN_FLAGS)
@@ -40,7 +82,7 @@ score-bench: setup ## texts/s of `score` (local, Ray) vs the serving stub's /pre
 finetune: setup ## fine-tune MODEL= on TRAIN= (labelled CSV/TSV/JSONL/Parquet) [EVAL=] [OUT=] [FINETUNE_CONFIG=]
 	$(if $(MODEL),,$(error MODEL= is required: a ModelScope id, hf:<owner>/<name>, a local checkpoint folder or demo))
 	$(if $(TRAIN),,$(error TRAIN= is required: a labelled CSV/TSV/JSONL/Parquet file with text,label columns))
-	$(BIN)/structbert-lite finetune --model $(MODEL) --train $(TRAIN) $(if $(EVAL),--eval $(EVAL)) --out $(or $(OUT),artifacts/finetuned) --config $(or $(FINETUNE_CONFIG),configs/finetune.yaml)
+	$(BIN)/structbert-lite finetune --model $(MODEL) --train $(TRAIN) $(if $(EVAL),--eval $(EVAL)) --out $(or $(OUT),artifacts/finetuned) --config $(or $(FINETUNE_CONFIG),configs/finetune.yaml) $(COLUMN_FLAGS)
 
 serve: setup ## serve a published variant (default: the demo's int8-dynamic)
 	$(BIN)/structbert-lite serve --artifact $(ARTIFACT) --host $(HOST) --port $(PORT)
