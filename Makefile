@@ -87,6 +87,10 @@ finetune: setup ## fine-tune MODEL= on TRAIN= (labelled CSV/TSV/JSONL/Parquet) [
 serve: setup ## serve a published variant (default: the demo's int8-dynamic)
 	$(BIN)/structbert-lite serve --artifact $(ARTIFACT) --host $(HOST) --port $(PORT)
 
+.PHONY: publish-rehearsal
+publish-rehearsal: setup ## rehearse .github/workflows/publish.yml here: a local hub serving the demo checkpoint (make demo first), `make convert`, verify, pack, unpack, check
+	$(BIN)/python .ci/rehearse-publish $(REHEARSAL_FLAGS)
+
 test: setup ## the test suite (no network, tiny models)
 	$(BIN)/python -m pytest -q
 
