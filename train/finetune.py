@@ -248,6 +248,8 @@ def summarize(result: FinetuneResult) -> str:
     where = "the eval set" if data["heldout_from"] == "eval" else f"a held-out {data['heldout_share']:.0%} of --train"
     epochs = len(info["curve"])
     threads = f" ({info['threads']} threads)" if info["threads"] else ""
+    if info["resumed_after_epoch"]:
+        threads += f"; resumed after epoch {info['resumed_after_epoch']} of a killed run"
     lines = [
         f"Fine-tuned on {data['train']['rows']} texts for {epochs} epoch(s) (best: {info['best_epoch']}"
         f"{', stopped early' if info['stopped_early'] else ''}) in {info['train_seconds']:.0f} s on "
@@ -263,5 +265,5 @@ def summarize(result: FinetuneResult) -> str:
             f"{a['precision']:.2%} ({a['support']} texts)"
         )
     lines.append(f"Checkpoint: {result.out_dir} (training.json, training-curve.png, heldout.jsonl)")
-    lines.append(f"Convert it: structbert-lite run --config configs/structbert-base.yaml --model {result.out_dir}")
+    lines.append(f"Convert, gate and publish it: structbert-lite run --config CONFIG --model {result.out_dir} [--eval FILE]")
     return "\n".join(lines)

@@ -22,7 +22,9 @@ EPOCHS = 3
 def settings():
     from structbert_lite.train.settings import TrainSettings
 
-    return TrainSettings(epochs=EPOCHS, batch_size=8, learning_rate=2e-3, max_length=32, threads=1, device="cpu", patience=None, seed=5)
+    return TrainSettings(
+        epochs=EPOCHS, batch_size=8, learning_rate=2e-3, max_length=32, threads=1, device="cpu", patience=None, seed=5
+    )
 
 
 def datasets():
@@ -47,7 +49,8 @@ def run(state_dir: Path, hang_after: int | None = None, marker: Path | None = No
 
     train_set, heldout = datasets()
     model = tiny_model(seed=0, vocab_size=len(VOCAB))
-    result = train(model, train_set, settings(), heldout=heldout, state_dir=state_dir, quiet=True, on_epoch=hang if hang_after else None)
+    hook = hang if hang_after else None
+    result = train(model, train_set, settings(), heldout=heldout, state_dir=state_dir, quiet=True, on_epoch=hook)
     return model, result
 
 

@@ -43,7 +43,8 @@ def write_table(path: Path, rows, text_column: str = "text", label_column: str =
     records = [{text_column: text, label_column: label} for text, label in rows]
     if path.suffix in (".csv", ".tsv"):
         with open(path, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=[text_column, label_column], delimiter="\t" if path.suffix == ".tsv" else ",")
+            delimiter = "\t" if path.suffix == ".tsv" else ","
+            writer = csv.DictWriter(fh, fieldnames=[text_column, label_column], delimiter=delimiter)
             writer.writeheader()
             writer.writerows(records)
     elif path.suffix == ".parquet":

@@ -63,7 +63,11 @@ def test_read_texts_for_a_teacher(tmp_path):
     [
         ([("好", "正面")] * 3, "check", "has only 正面 rows"),
         (make_reviews(5), "check", "fewer than finetune.min_rows_per_class=20 for 负面, 正面"),
-        ([("好", "正面"), ("嗯", "neutral"), ("嗯嗯", "neutral"), ("哦", 2)], "read", "'neutral' (2 rows), 2 (1 row) are outside the model's labels 负面/正面"),
+        (
+            [("好", "正面"), ("嗯", "neutral"), ("嗯嗯", "neutral"), ("哦", 2)],
+            "read",
+            "'neutral' (2 rows), 2 (1 row) are outside the model's labels 负面/正面",
+        ),
         (make_reviews(30), "overlap", "are also in the eval set"),
     ],
     ids=["single-class", "too-few-rows", "unknown-labels", "overlap"],

@@ -85,14 +85,16 @@ REVIEWS = make_reviews(30)
 REFUSALS = [  # id, train rows, eval rows (None: none), the train file's label column, message
     ("single-class", [(t, "正面") for t, _ in REVIEWS], None, "label", "has only 正面 rows"),
     ("too-few-rows", make_reviews(5), None, "label", "fewer than finetune.min_rows_per_class=10"),
-    ("labels-outside-id2label", REVIEWS + [("还行吧", "neutral")], None, "label", "'neutral' (1 row) are outside the model's labels 负面/正面"),
+    ("labels-outside-id2label", REVIEWS + [("还行吧", "neutral")], None, "label", "'neutral' (1 row) are outside"),
     ("overlap", REVIEWS, REVIEWS[:10], "label", "are also in the eval set"),
     ("missing-column", REVIEWS, None, "y", "has no column(s) ['label']"),
 ]
 
 
 @pytest.mark.parametrize("rows, eval_rows, label_column, message", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
-def test_refusals_exit_2_with_one_line_and_write_nothing(tmp_path, source, config, capsys, rows, eval_rows, label_column, message):
+def test_refusals_exit_2_with_one_line_and_write_nothing(
+    tmp_path, source, config, capsys, rows, eval_rows, label_column, message
+):
     train = write_table(tmp_path / "train.jsonl", rows, "text", label_column)
     extra = ["--eval", str(write_table(tmp_path / "eval.jsonl", eval_rows))] if eval_rows else []
     out = tmp_path / "tuned"

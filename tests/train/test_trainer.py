@@ -11,7 +11,9 @@ from structbert_lite.train.trainer import accuracy, predict_logits, train
 from tests.builders import tiny_model
 from tests.train.synthetic import VOCAB, encoded, make_reviews, write_vocab
 
-SETTINGS = dict(epochs=3, batch_size=4, learning_rate=5e-3, warmup_share=0.1, max_length=32, threads=1, device="cpu", patience=None)
+SETTINGS = dict(
+    epochs=3, batch_size=4, learning_rate=5e-3, warmup_share=0.1, max_length=32, threads=1, device="cpu", patience=None
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,10 @@ def test_early_stopping_keeps_the_best_epoch(data):
     model = tiny_model(seed=0, vocab_size=len(VOCAB))
     snapshots = {}
     settings = TrainSettings(**{**SETTINGS, "epochs": 8, "patience": 2}, seed=3)
-    result = train(model, train_set, settings, heldout=inverted, quiet=True, on_epoch=lambda rec: snapshots.update({rec["epoch"]: weights(model)}))
+    def snapshot(record):
+        snapshots[record["epoch"]] = weights(model)
+
+    result = train(model, train_set, settings, heldout=inverted, quiet=True, on_epoch=snapshot)
     accs = [r["heldout_accuracy"] for r in result.history]
     assert result.stopped_early and len(result.history) == result.best_epoch + 2 < 8, accs
     assert result.best_accuracy == max(accs) == accs[result.best_epoch - 1]
