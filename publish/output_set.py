@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 RUN_MANIFEST = "run-manifest.json"
 WORK_DIR = ".work"  # inside a run folder: steps build here; passing variants are renamed out of it
 SHARED_CHECKPOINT = "checkpoint"
+CACHE_DIR = "cache"
 LOCK_NAME = ".lock"
 RUN_ID = re.compile(r"^\d{8}-\d{6}-\d+$")  # run folder names: UTC timestamp and pid
 
@@ -94,6 +95,11 @@ class OutputSet:
     @property
     def work(self) -> Path:
         return self.run_dir / WORK_DIR
+
+    @property
+    def cache_dir(self) -> Path:
+        """Kept across runs of this output (steps cache teacher logits and resumable training state here)."""
+        return self.root / CACHE_DIR
 
     @property
     def shared_checkpoint(self) -> Path:

@@ -195,7 +195,8 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
         base_ctx = StepContext(
             name="", work_dir=output.work, threads=threads, max_length=cfg.model.max_length, tokenizer_dir=tokenizer_dir,
             source=loaded, reference=_torch_reference(loaded.model), calibration_texts=list(eval_set.texts),
-            calibration_labels=eval_set.labels, quiet=opts.quiet,
+            calibration_labels=eval_set.labels, quiet=opts.quiet, cache_dir=output.cache_dir,
+            eval_texts=list(eval_set.texts),
         )
         built, failures = build_variants(cfg, source, base_ctx)
         to_publish = [built[v.name] for v in cfg.variants if v.publish and v.name in built]
