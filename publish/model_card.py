@@ -63,6 +63,27 @@ texts = {texts}
 {batching}
 '''
 
+CHECKPOINT_EXAMPLE = '''import sys
+from pathlib import Path
+
+import torch
+from transformers import BertForSequenceClassification, BertTokenizerFast
+
+folder = Path(sys.argv[1] if len(sys.argv) > 1 else ".")  # this folder: python example.py path/to/{variant}
+for name in ("config.json", "vocab.txt"):
+    if not (folder / name).is_file():
+        sys.exit(f"{{folder / name}} not found: pass this model's folder as the first argument")
+tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
+model = BertForSequenceClassification.from_pretrained(folder).eval()
+
+texts = {texts}
+with torch.inference_mode():
+    batch = tokenizer(texts, padding=True, truncation=True, max_length={max_length}, return_tensors="pt")
+    probs = model(**batch).logits.softmax(-1)
+for text, p in zip(texts, probs):
+    print(text, model.config.id2label[int(p.argmax())], round(float(p.max()), 3))
+'''
+
 ONE_BATCH = '''def logits_of(batch):
     encodings = tokenizer.encode_batch(batch)  # dynamic padding to the longest text of the batch
     feed = {
@@ -79,14 +100,23 @@ probs /= probs.sum(-1, keepdims=True)
 for text, p in zip(texts, probs):
     print(text, id2label[str(int(p.argmax()))], round(float(p.max()), 3))'''
 
+USE_WITH = {"checkpoint": "transformers"}
+ALSO_LOADS_WITH = {
+    "onnxruntime": "optimum.onnxruntime.ORTModelForSequenceClassification",
+    "openvino": "optimum.intel.OVModelForSequenceClassification",
+}
 RUNNERS = {
     "onnxruntime": "session.run([\"logits\"], {i.name: feed[i.name] for i in session.get_inputs()})[0]",
     "openvino": "compiled(feed)[0]",
 }
 
 
-def example_code(engine: str, variant: str, max_length: int, batch_invariant: bool) -> str:
-    """The loading example: plain onnxruntime (or openvino) + tokenizers, no torch, no transformers."""
+def example_code(engine: str, variant: str, max_length: int, batch_invariant: bool, fmt: str = "onnx") -> str:
+    """The loading example: plain onnxruntime (or openvino) + tokenizers, no torch, no transformers; a checkpoint:
+    transformers."""
+    texts = json.dumps(EXAMPLE_TEXTS, ensure_ascii=False)
+    if fmt == "checkpoint":
+        return CHECKPOINT_EXAMPLE.format(variant=variant, max_length=max_length, texts=texts)
     # A variant whose answers move with their batch neighbours (dynamic int8) is run one text at a time.
     logits = "np.concatenate([logits_of([t]) for t in texts])" if not batch_invariant else "logits_of(texts)"
     batching = ONE_BATCH.replace("RUN(feed)", RUNNERS[engine]).replace("LOGITS", logits)
@@ -111,8 +141,13 @@ def _source_line(source: Any) -> str:
     return str(source)
 
 
-def runs_on(meta: dict[str, Any]) -> str:
+def runs_on(meta: dict[str, Any], fmt: str = "onnx") -> str:
     """Which runtimes load the variant, from what it is made of."""
+    if fmt == "checkpoint":
+        return (
+            "PyTorch + transformers (`BertForSequenceClassification`), in ModelScope layout: fine-tune it again with "
+            "`structbert-lite finetune --model <folder>`, convert it with `structbert-lite run --model <folder>`"
+        )
     if meta.get("engine") == "openvino":
         return "OpenVINO (CPU); `openvino_model.xml/.bin` is OpenVINO IR, not ONNX"
     if "quantize_dynamic" in str((meta.get("quantization") or {}).get("tool", "")):
@@ -125,15 +160,17 @@ def runs_on(meta: dict[str, Any]) -> str:
     return "any ONNX runtime (standard ONNX ops, opset {})".format(meta.get("onnx_opset", "?"))
 
 
-def hub_metadata(name: str, variant: str, metrics: dict, source: Any, meta: dict, license_id: str, eval_info: dict) -> dict:
+def hub_metadata(
+    name: str, variant: str, metrics: dict, source: Any, meta: dict, license_id: str, eval_info: dict, fmt: str = "onnx"
+) -> dict:
     """The card's YAML front matter (Hugging Face Hub model card metadata)."""
     engine = meta.get("engine") or "onnxruntime"
     tags = ["structbert", "bert", "sentiment-analysis", "chinese", "structbert-lite", variant]
-    tags += ["openvino"] if engine == "openvino" else ["onnx"]
-    if meta.get("quantization") or meta.get("openvino"):
+    tags += {"checkpoint": ["pytorch"], "openvino": ["openvino"]}.get(fmt, ["onnx"])
+    if fmt != "checkpoint" and (meta.get("quantization") or meta.get("openvino")):
         tags.append("int8")
     data: dict[str, Any] = {
-        "library_name": "openvino" if engine == "openvino" else "onnxruntime",
+        "library_name": "transformers" if fmt == "checkpoint" else ("openvino" if engine == "openvino" else "onnxruntime"),
         "pipeline_tag": "text-classification",
         "language": ["zh"],
         "license": license_id,
@@ -180,8 +217,9 @@ def render_model_card(card: dict[str, Any]) -> str:
     invariance = card.get("batch_invariance") or {}
     batch_invariant = bool(invariance.get("invariant", True))
     engine = meta.get("engine") or "onnxruntime"
+    fmt = card.get("format") or "onnx"
     front = yaml.safe_dump(
-        hub_metadata(name, variant, metrics, card.get("source"), meta, card["license"], card.get("eval") or {}),
+        hub_metadata(name, variant, metrics, card.get("source"), meta, card["license"], card.get("eval") or {}, fmt),
         allow_unicode=True, sort_keys=False,
     )
     gate_lines = [
@@ -198,7 +236,7 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"- source: `{_source_line(card.get('source'))}`",
         f"- labels: `config.json`, optimum and transformers name them {neg} / {pos}; the REST stub answers "
         "Negative / Positive (the same classes).",
-        f"- runs on: {runs_on(meta)}",
+        f"- runs on: {runs_on(meta, fmt)}",
         f"- truncation: {card['max_length']} tokens",
         "- batching: " + ("a text's answer does not depend on the texts it is batched with "
                           f"(max |Δscore| {_fmt(invariance.get('max_abs_score_diff'), '.1e')} measured)" if batch_invariant else
@@ -211,15 +249,12 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"| metric | {variant} | PyTorch FP32 |", "| --- | --- | --- |",
         *[f"| {a} | {b} | {c} |" for a, b, c in _metric_rows(metrics, card.get("baseline_metrics") or {}, card.get("speed_verified", True))],
         "", f"Gate: {'passed' if gate.get('passed') else 'FAILED'}", "", *gate_lines, "",
-        f"## Use it with {'openvino' if engine == 'openvino' else 'onnxruntime'} + tokenizers only", "",
+        f"## Use it with {USE_WITH.get(fmt, 'openvino' if engine == 'openvino' else 'onnxruntime')} + tokenizers only", "",
         "Save as `example.py` and run `python example.py path/to/this/folder`:", "",
-        "```python", example_code(engine, variant, card["max_length"], batch_invariant).rstrip(), "```", "",
+        "```python", example_code(engine, variant, card["max_length"], batch_invariant, fmt).rstrip(), "```", "",
     ]
-    if engine == "openvino":
-        lines += ["It also loads with `optimum.intel.OVModelForSequenceClassification.from_pretrained(folder)`.", ""]
-    else:
-        lines += ["It also loads with `optimum.onnxruntime.ORTModelForSequenceClassification.from_pretrained(folder)`.", ""]
-    return "\n".join(lines)
+    also = ALSO_LOADS_WITH.get("checkpoint" if fmt == "checkpoint" else engine)
+    return "\n".join(lines + ([f"It also loads with `{also}.from_pretrained(folder)`.", ""] if also else []))
 
 
 def write_model_card(folder: Path, card: dict[str, Any]) -> Path:

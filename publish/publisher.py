@@ -72,6 +72,7 @@ def publish_variant(output: OutputSet, variant: Artifact, entry: dict, validatio
         "source": variant.meta.get("source"), "max_length": cfg.model.max_length, "meta": variant.meta,
         "baseline_metrics": validation.baseline_metrics, "eval": validation.report["eval"], "license": license_id,
         "speed_verified": entry["gate"].get("speed_verified", True), "batch_invariance": entry["batch_invariance"],
+        "format": variant.format,
     })
     write_manifest(final, manifest_fields(variant, entry, validation, cfg, license_id))
     problems = verify_folder(final)

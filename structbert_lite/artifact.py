@@ -27,8 +27,14 @@ logger = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 MODEL_NAME = "model.onnx"
 MANIFEST_SCHEMA = 1
-# Files a loadable variant folder must hold (tokenizer: tokenizer.json and/or vocab.txt).
-REQUIRED_FILES = (MODEL_NAME, "config.json", "tokenizer_config.json", MANIFEST_NAME, "README.md")
+# Files a loadable variant folder must hold, by format (tokenizer: tokenizer.json and/or vocab.txt; a checkpoint's
+# weights: pytorch_model.bin or model.safetensors).
+REQUIRED_FILES = {
+    "onnx": (MODEL_NAME, "config.json", "tokenizer_config.json", "README.md"),
+    "openvino": ("openvino_model.xml", "openvino_model.bin", "config.json", "tokenizer_config.json", "README.md"),
+    "checkpoint": ("config.json", "vocab.txt", "README.md"),
+}
+CHECKPOINT_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 # What every variant folder carries beside its model file, copied from its parent (or the tokenizer folder).
 COMPANION_FILES = ("config.json", *TOKENIZER_FILES)
@@ -143,11 +149,17 @@ def verify_folder(folder: Path) -> list[str]:
     for rel in hash_folder(folder):
         if rel not in expected:
             problems.append(f"unexpected file not in manifest: {rel}")
-    for name in REQUIRED_FILES:
-        if name not in expected and name != MANIFEST_NAME:
-            problems.append(f"manifest does not list required file: {name}")
-    if "tokenizer.json" not in expected and "vocab.txt" not in expected:
+    return problems + _missing_required(manifest.get("format") or "onnx", expected)
+
+
+def _missing_required(fmt: str, listed: dict) -> list[str]:
+    if fmt not in REQUIRED_FILES:
+        return [f"{MANIFEST_NAME} names an unknown format {fmt!r} (expected one of {sorted(REQUIRED_FILES)})"]
+    problems = [f"manifest does not list required file: {name}" for name in REQUIRED_FILES[fmt] if name not in listed]
+    if "tokenizer.json" not in listed and "vocab.txt" not in listed:
         problems.append("no tokenizer file (tokenizer.json or vocab.txt)")
+    if fmt == "checkpoint" and not any(name in listed for name in CHECKPOINT_WEIGHTS):
+        problems.append(f"no weights ({' or '.join(CHECKPOINT_WEIGHTS)})")
     return problems
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from structbert_lite.artifact import Artifact
+from structbert_lite.artifact import CHECKPOINT_WEIGHTS, Artifact
 from structbert_lite.measure.machine import library_versions, machine_info
 from structbert_lite.config import PipelineConfig
 from structbert_lite.errors import BaselineError, StructbertLiteError
@@ -31,7 +31,7 @@ from structbert_lite.validate.eval_data import EvalSet
 from structbert_lite.validate.gate import evaluate_gate, failed_step_gate
 from structbert_lite.validate.length_buckets import by_bucket, compare_truncation, token_lengths
 from structbert_lite.validate.report import build_report
-from structbert_lite.validate.torch_baseline import TorchClassifier
+from structbert_lite.validate.torch_baseline import TorchClassifier, load_baseline_model
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +63,21 @@ def _progress(quiet: bool) -> Callable[..., Any]:
     return lambda **kw: tqdm(disable=disable, leave=False, **kw)
 
 
-def open_variant_for_eval(variant: Artifact, max_length: int, threads: int, truncation: str):
-    """The variant's classifier on its engine, batched (invariance is measured before it is trusted)."""
+def open_variant_for_eval(variant: Artifact, max_length: int, threads: int, truncation: str, tokenizer_dir: Path):
+    """The variant's classifier on its engine, batched (invariance is measured before it is trusted); a
+    checkpoint-format variant (a distilled student) runs in PyTorch with the run's tokenizer."""
+    if variant.format == "checkpoint":
+        model = load_baseline_model(variant.path)
+        return TorchClassifier(model, tokenizer_dir, max_length, threads, truncation)
     engine = engine_class(variant.meta.get("engine") or "onnxruntime")
     return engine(variant.path, max_length=max_length, threads=threads, truncation=truncation)
+
+
+def model_size_bytes(variant: Artifact) -> int:
+    """Bytes of the variant's model files: ONNX (+ external data), OpenVINO IR, or a checkpoint's weights."""
+    if variant.format == "checkpoint":
+        return sum(p.stat().st_size for name in CHECKPOINT_WEIGHTS if (p := Path(variant.path) / name).is_file())
+    return speed.onnx_size_bytes(Path(variant.path))
 
 
 def truncation_comparison(model, tokenizer_dir: Path, eval_set: EvalSet, lengths: np.ndarray, cfg: PipelineConfig):
@@ -131,8 +142,9 @@ def contender_specs(baseline: Artifact, variants: list[Artifact], tokenizer_dir:
 
     base = ContenderSpec(BASELINE_NAME, "torch", str(baseline.path), tokenizer_dir=str(tokenizer_dir))
     return base, [
-        ContenderSpec(v.variant, "variant", str(v.path), tokenizer_dir=str(v.path),
-                      options={"batch_invariant": invariance[v.variant]["invariant"]})
+        ContenderSpec(v.variant, "torch", str(v.path), tokenizer_dir=str(tokenizer_dir)) if v.format == "checkpoint"
+        else ContenderSpec(v.variant, "variant", str(v.path), tokenizer_dir=str(v.path),
+                           options={"batch_invariant": invariance[v.variant]["invariant"]})
         for v in variants
     ]
 
@@ -152,7 +164,7 @@ def variant_metrics(
         "speedup": measured.speedup(variant.variant),
         "speedup_vs_parent": parents / mine if parents and mine else None,
         "parent": parent_name,
-        "size_bytes": speed.onnx_size_bytes(Path(variant.path)),
+        "size_bytes": model_size_bytes(variant),
         **measured.contenders[variant.variant],
     }
 
@@ -176,7 +188,7 @@ def run(
     gold, texts, model = eval_set.labels, eval_set.texts, scored.model
     classifiers, invariance = {}, {}
     for v in variants:
-        classifiers[v.variant] = open_variant_for_eval(v, max_length, threads, cfg.model.truncation)
+        classifiers[v.variant] = open_variant_for_eval(v, max_length, threads, cfg.model.truncation, tokenizer_dir)
         invariance[v.variant] = measure_batch_invariance(
             classifiers[v.variant], texts[: vcfg.batch_invariance_rows], vcfg.max_batch_score_diff
         )

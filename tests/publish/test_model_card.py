@@ -81,3 +81,38 @@ def test_model_card_example_runs_from_anywhere(variant_folder, tmp_path, invaria
     missing = subprocess.run([sys.executable, str(script), str(elsewhere)], capture_output=True, text=True,
                              timeout=120, cwd=elsewhere)
     assert missing.returncode == 1 and f"{elsewhere}/model.onnx not found" in missing.stderr
+
+
+def test_a_checkpoint_variant_card_runs_with_transformers(tmp_path):
+    """A published student checkpoint (ModelScope layout) loads with plain transformers, from anywhere."""
+    from tests.builders import write_tiny_checkpoint
+
+    folder = write_tiny_checkpoint(tmp_path / "student")
+    path = write_model_card(folder, card(variant="student", meta={"distill": {}}, format="checkpoint",
+                                         batch_invariance={"invariant": True, "max_abs_score_diff": 0.0}))
+    text = path.read_text(encoding="utf-8")
+    assert "library_name: transformers" in text and "structbert-lite finetune --model" in text
+    script = tmp_path / "example.py"
+    script.write_text(extract_python(text))
+    out = subprocess.run([sys.executable, str(script), str(folder)], capture_output=True, text=True, timeout=300,
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert all(line.split()[1] in ("负面", "正面") for line in out.stdout.strip().splitlines())
+
+
+@pytest.mark.parametrize("fmt, remove, message", [
+    ("onnx", "model.onnx", "required file: model.onnx"),
+    ("checkpoint", "pytorch_model.bin", "no weights"),
+    ("checkpoint", "vocab.txt", "required file: vocab.txt"),
+])
+def test_verify_knows_what_each_format_needs(tmp_path, variant_folder, fmt, remove, message):
+    from structbert_lite.artifact import verify_folder, write_manifest
+    from tests.builders import write_tiny_checkpoint
+
+    folder = variant_folder if fmt == "onnx" else write_tiny_checkpoint(tmp_path / "ckpt")
+    (folder / "README.md").write_text("# card\n")
+    write_manifest(folder, {"format": fmt})
+    assert verify_folder(folder) == []
+    (folder / remove).unlink()
+    write_manifest(folder, {"format": fmt})
+    assert any(message in p for p in verify_folder(folder))
