@@ -158,6 +158,24 @@ def time_score(artifact: Path, corpus: Path, out: Path, engine: str, workers: in
             "output": str(output)}
 
 
+def compare_outputs(local: dict, ray_run: dict) -> dict:
+    """Whether the two engines wrote the same rows: labels, errors, and the largest probability difference."""
+    import numpy as np
+    import pandas as pd
+
+    if "output" not in local or "output" not in ray_run:
+        return {"error": "an engine failed"}
+    a, b = pd.read_parquet(local["output"]), pd.read_parquet(ray_run["output"])
+    same_rows = len(a) == len(b) and a["id"].tolist() == b["id"].tolist()
+    probs = [c for c in a.columns if c.startswith("prob_")]
+    diff = np.nanmax(np.abs(a[probs].to_numpy(float) - b[probs].to_numpy(float))) if same_rows else None
+    return {
+        "rows": len(a), "same_rows_in_order": same_rows,
+        "identical_labels": same_rows and a["label"].fillna("").tolist() == b["label"].fillna("").tolist(),
+        "max_abs_prob_diff": None if diff is None else float(diff),
+    }
+
+
 def driver_rows_per_s(corpus: Path, out: Path) -> float:
     """What the driver alone handles per second: check the input, read it again, write the output (no model)."""
     import pandas as pd
@@ -189,6 +207,8 @@ def bench_model(name: str, artifact: Path, corpus: Path, out: Path, cpus: int, w
         contenders[f"score-local-{workers}x{threads}"] = time_score(artifact, corpus, out, "local", workers, threads)
     if with_ray:
         contenders[f"score-ray-{cpus}x1"] = time_score(artifact, corpus, out, "ray", cpus, 1)
+        local, ray_run = contenders[f"score-local-{cpus}x1"], contenders[f"score-ray-{cpus}x1"]
+        results["engines_agree"] = compare_outputs(local, ray_run)
     for key, value in contenders.items():
         logger.info("  %-20s %s", key, f"{value['texts_per_s']:.1f} texts/s" if "texts_per_s" in value else value)
     return results

@@ -4,8 +4,10 @@ the same rows, labels and errors as the local engine, also when an actor is kill
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,10 +27,12 @@ RUN_TIMEOUT_S = 300
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     # A short temp dir: Ray's unix socket paths must stay under ~107 characters.
-    folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"sbl-ray-{os.getpid()}"
-    folder.mkdir(exist_ok=True)
-    with LocalRayCluster(folder, cpus=2) as running:
-        yield running
+    folder = Path(tempfile.mkdtemp(prefix="sbl-ray-"))
+    try:
+        with LocalRayCluster(folder, cpus=2) as running:
+            yield running
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
