@@ -24,9 +24,9 @@ from structbert_lite.convert.hub_download import (
     is_slow,
     mark_incomplete,
     one_line,
-    sha256_file,
     status_of,
 )
+from structbert_lite.artifact import sha256_file
 
 
 class _BoundedSession:

@@ -27,6 +27,9 @@ MS_DEFAULT_ENDPOINT = "https://modelscope.cn"
 MS_DEFAULT_REVISION = "master"
 
 
+MS_DEFAULT_CACHE = "~/.cache/modelscope"  # modelscope_hub's default when MODELSCOPE_CACHE is unset
+
+
 def modelscope_endpoint() -> str:
     return (os.environ.get("MODELSCOPE_ENDPOINT") or MS_DEFAULT_ENDPOINT).rstrip("/")
 
@@ -44,10 +47,28 @@ def download_modelscope(model_id: str, revision: Optional[str], cache_dir: Optio
         path = snapshot_download(model_id, revision=effective, cache_dir=cache_dir, allow_file_pattern=WANTED_PATTERNS)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one classified line
         failure = describe_modelscope_error(exc, model_id, effective)
-        mark_incomplete(getattr(exc, "output_dir", None), str(failure))
+        if failure.kind == "not_found":  # nothing was fetched: leave no empty snapshot skeleton behind
+            prune_empty_model_dirs(Path(cache_dir or os.environ.get("MODELSCOPE_CACHE") or MS_DEFAULT_CACHE), model_id)
+        else:
+            mark_incomplete(getattr(exc, "output_dir", None), str(failure))
         raise failure from None
     clear_incomplete(Path(path))
     return {"path": str(path), "revision": effective, "endpoint": modelscope_endpoint()}
+
+
+def prune_empty_model_dirs(cache: Path, model_id: str) -> None:
+    """Remove the empty folders modelscope_hub made for ``model_id`` under ``cache`` (deepest first)."""
+    owner, _, name = model_id.partition("/")
+    cache = cache.expanduser()
+    if not cache.is_dir():
+        return
+    for folder in sorted(cache.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        inside = f"{owner}--{name}" in folder.parts or (owner in folder.parts and name in folder.parts)
+        if inside and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    for folder in (cache / "models" / owner, cache / "models", cache / owner):  # parents we may have emptied
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def describe_modelscope_error(exc: BaseException, model_id: str, revision: str) -> DownloadFailed:

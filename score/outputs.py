@@ -11,7 +11,6 @@ values as JSON). CSV/TSV/JSONL write values as they are.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from structbert_lite.artifact import fsync_dir
 from structbert_lite.score import ScoreError
 from structbert_lite.score.texts import prob_column
 
@@ -160,15 +160,6 @@ def _json_value(value: Any) -> Any:
     return None if value is pd.NA else value
 
 
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def remove_stale_temps(path: Path) -> None:
     """Delete ``.<name>.tmp-<pid>`` files beside ``path`` left by runs that were killed (their pid is gone)."""
     for temp in Path(path).parent.glob(f".{Path(path).name}.tmp-*"):
@@ -243,8 +234,8 @@ class OutputWriter:
         if not self._started:
             self.append(pd.DataFrame({field.name: [] for field in self.schema}))
         self._close()
-        _fsync(self.temp)
+        fsync_dir(self.temp)
         os.replace(self.temp, self.path)
-        _fsync(self.path.parent)
+        fsync_dir(self.path.parent)
         logger.info("wrote %d rows to %s", self.rows, self.path)
         return self.path

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import logging
 import random
 from pathlib import Path
 from typing import Any, Mapping
 
+from structbert_lite.artifact import sha256_file
 from structbert_lite.constants import parse_polarity, polarity_ids
 from structbert_lite.errors import StructbertLiteError
 from structbert_lite.validate import eval_data
@@ -60,23 +60,15 @@ class LabelledSet:
         return {"source": self.source, "sha256": self.sha256, "rows": len(self), **self.account, "classes": counts}
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_rows(source: str, what: str, split: str = "train") -> tuple[list[str], list[dict], str | None]:
     """(columns, rows, sha256 or None) of a file (by extension) or a ``datasets`` id, through eval_data's readers."""
     path = Path(source).expanduser()
     if not path.is_file() and (path.suffix.lower() in eval_data.FILE_READERS or source.startswith((".", "/", "~"))):
         raise TrainDataError(f"{what} file {source} does not exist")
-    columns, rows = eval_data._read_rows(str(path) if path.is_file() else source, split)
+    columns, rows = eval_data.read_rows(str(path) if path.is_file() else source, split)
     if len(rows) == 0:
         raise TrainDataError(f"{what} data {source} has no rows")
-    return columns, list(rows), file_sha256(path) if path.is_file() else None
+    return columns, list(rows), sha256_file(path) if path.is_file() else None
 
 
 def _require_columns(source: str, what: str, columns: list[str], wanted: list[str]) -> None:
@@ -117,7 +109,7 @@ def read_labelled(
     empty = 0
     for row in rows:
         text, raw = row.get(text_column), row.get(label_column)
-        if eval_data._is_empty_text(text):
+        if eval_data.is_empty_text(text):
             empty += 1
             continue
         polarity = parse_polarity(raw)
@@ -170,7 +162,7 @@ def read_texts(source: str, text_column: str, *, what: str = "unlabelled") -> li
     """Distinct non-empty texts of ``source`` in file order (for a teacher to label)."""
     columns, rows, _ = read_rows(source, what)
     _require_columns(source, what, columns, [text_column])
-    texts = [row[text_column].strip() for row in rows if not eval_data._is_empty_text(row.get(text_column))]
+    texts = [row[text_column].strip() for row in rows if not eval_data.is_empty_text(row.get(text_column))]
     if not texts:
         raise TrainDataError(f"{what} data {source} has no non-empty text in column {text_column!r}")
     return list(dict.fromkeys(texts))

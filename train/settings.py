@@ -13,6 +13,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from structbert_lite.config import format_validation_errors
 from structbert_lite.errors import ConfigError
 
 SECTION = "finetune"
@@ -64,17 +65,6 @@ class _FinetuneFile(_Strict):
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings, description="fine-tuning settings")
 
 
-def _format_errors(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid finetune config {origin}:"]
-    for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (see configs/finetune.yaml for the accepted keys)"
-        lines.append(f"  - {key}: {msg}")
-    return "\n".join(lines)
-
-
 def parse_finetune_settings(data: object, origin: str = "<dict>") -> FinetuneSettings:
     """Validate a mapping holding a ``finetune:`` section (missing keys take their defaults)."""
     if data is None:
@@ -84,7 +74,7 @@ def parse_finetune_settings(data: object, origin: str = "<dict>") -> FinetuneSet
     try:
         return _FinetuneFile.model_validate(data).finetune
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin)) from None
+        raise ConfigError(format_validation_errors(exc, f"finetune {origin}")) from None
 
 
 def load_finetune_settings(path: str | Path | None) -> FinetuneSettings:

@@ -11,7 +11,6 @@ them. A state whose fingerprint (settings, data, model) differs from the run's i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
@@ -19,19 +18,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
+from structbert_lite.artifact import fsync_dir
+
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 BEST_PREFIX = "best-epoch-"
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def save_atomically(obj: Any, path: Path) -> None:
@@ -48,7 +40,7 @@ def save_atomically(obj: Any, path: Path) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def capture_rng() -> dict:

@@ -112,8 +112,6 @@ def test_a_renamed_damo_id_exits_2_in_one_line_and_leaves_nothing(tmp_path, hub,
     assert cache_entries(files_only=True) == []  # nothing that could pass for a (partial) checkpoint
 
 
-@pytest.mark.xfail(strict=True, reason="modelscope_hub leaves an empty models/<owner>--<name>/snapshots/master/ "
-                   "skeleton after a 404; convert/hub_modelscope.py could remove it (reported to the lead)")
 def test_a_404_leaves_no_empty_cache_folders(tmp_path, hub, served, capsys):
     from structbert_lite.convert.sources import resolve_source
     from structbert_lite.errors import SourceError
