@@ -84,7 +84,7 @@ def resolve_paths(pattern: str) -> list[Path]:
 def read_frame(path: Path) -> pd.DataFrame:
     """All rows and columns of one input file, in file order (the eval-data reader's semantics)."""
     try:
-        columns, rows = eval_data._read_file(Path(path))
+        columns, rows = eval_data.read_table(Path(path))
     except EvalDataError as exc:
         raise ScoreError(f"--input: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -87,7 +87,8 @@ def parse_label(value: Any) -> Optional[str]:
     return parse_polarity(value)
 
 
-def _is_empty_text(value: Any) -> bool:
+def is_empty_text(value: Any) -> bool:
+    """True for a missing, NaN, non-string or whitespace-only text (such a row cannot be scored)."""
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
@@ -111,7 +112,7 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _read_file(path: Path) -> tuple[list[str], Sequence[dict]]:
+def read_table(path: Path) -> tuple[list[str], Sequence[dict]]:
     """(column names, rows as dicts) of a local file, chosen by extension."""
     import pandas as pd
 
@@ -133,7 +134,7 @@ def _read_file(path: Path) -> tuple[list[str], Sequence[dict]]:
     except EvalDataError:
         raise
     except Exception as exc:  # pandas/pyarrow raise many types for an unreadable file
-        raise EvalDataError(f"cannot read eval file {path}: {exc}") from None
+        raise EvalDataError(f"cannot read {path}: {exc}") from None
     frame = frame.astype(object).where(frame.notna(), None)
     return [str(c) for c in frame.columns], frame.to_dict(orient="records")
 
@@ -153,14 +154,15 @@ def _read_dataset(dataset_id: str, split: str) -> tuple[list[str], Sequence[dict
     return list(data.column_names), data
 
 
-def _read_rows(source: str, split: str) -> tuple[list[str], Sequence[dict]]:
+def read_rows(source: str, split: str) -> tuple[list[str], Sequence[dict]]:
+    """(column names, rows) of a local file (by extension) or a `datasets` id; shared by eval, finetune and score."""
     path = Path(source)
     if path.is_file():
         if path.suffix.lower() not in FILE_READERS:
             raise EvalDataError(
                 f"eval file {path} has an unsupported extension {path.suffix!r}; use one of {', '.join(FILE_READERS)}"
             )
-        return _read_file(path)
+        return read_table(path)
     if path.suffix.lower() in FILE_READERS or source.startswith((".", "/", "~")):
         raise EvalDataError(f"eval file {path} does not exist")
     if source == "demo":
@@ -172,7 +174,7 @@ def _read_rows(source: str, split: str) -> tuple[list[str], Sequence[dict]]:
 
 def load_eval_set(source: str, cfg: EvalConfig, id2label: dict[int, str]) -> EvalSet:
     """Read ``source`` (file by extension, else a dataset id) with the columns and limits of ``cfg``."""
-    columns, rows = _read_rows(source, cfg.split)
+    columns, rows = read_rows(source, cfg.split)
     if len(rows) == 0:
         raise EvalDataError(f"eval source {source} has no rows")
     missing = [c for c in (cfg.text_column, cfg.label_column) if c not in columns]
@@ -226,9 +228,9 @@ def _usable_rows(rows: Sequence[dict], cfg: EvalConfig) -> tuple[list[str], list
     bad = {"empty_text": 0, "unknown_label": 0, "examples": []}
     for index, row in enumerate(rows):
         text, raw_label = row.get(cfg.text_column), row.get(cfg.label_column)
-        polarity = None if _is_empty_text(text) else parse_label(raw_label)
+        polarity = None if is_empty_text(text) else parse_label(raw_label)
         if polarity is None:
-            reason = "empty_text" if _is_empty_text(text) else "unknown_label"
+            reason = "empty_text" if is_empty_text(text) else "unknown_label"
             bad[reason] += 1
             if len(bad["examples"]) < MAX_BAD_EXAMPLES:
                 bad["examples"].append({"row": index, "reason": reason, "text": _short(text), "label": repr(raw_label)})
