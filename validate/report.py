@@ -191,137 +191,124 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.png") -> str:
     """A report a person can read: gate verdicts, accuracy, speed/memory, latency grid, flips, environment."""
-    s, ev, mach = report["settings"], report["eval"], report["machine"]
+    lines = _intro_lines(report)
+    lines += ["## Gate", ""] + _md_table(["variant", "check", "value", "limit", "verdict"], _gate_rows(report))
+    lines += ["## Summary", ""] + _md_table(list(SUMMARY_COLUMNS), _summary_cells(report))
+    lines += _accuracy_lines(report) + _speed_lines(report) + _grid_lines(report, plot_name)
+    lines += _bucket_lines(report.get("length_buckets")) + _flip_lines(report) + _environment_lines(report)
+    return "\n".join(lines)
+
+
+def _intro_lines(report: dict[str, Any]) -> list[str]:
+    s = report["settings"]
     verdict = "✓ all variants passed the gate" if report["passed"] else "✗ at least one variant failed the gate"
-    lines = [f"# Validation report: {report['name']}", "", f"{verdict}. Created {report['created_at']}.", ""]
-    lines += [
+    lines = [
+        f"# Validation report: {report['name']}", "", f"{verdict}. Created {report['created_at']}.", "",
         f"Every model ran on the same thread budget (**{s.get('threads')}** intra-op threads), truncation at "
         f"{s.get('max_length')} tokens; speedup = baseline p50 / variant p50 at batch {s['speedup_point'][0]} × "
-        f"{s['speedup_point'][1]} tokens. MB = 2^20 bytes.",
-        "",
-        f"How speed was measured: {s.get('speed_method', '—')}",
-        "",
+        f"{s['speedup_point'][1]} tokens. MB = 2^20 bytes.", "",
+        f"How speed was measured: {s.get('speed_method', '—')}", "",
     ]
     trust = s.get("speed_trust") or {}
     if trust and not trust.get("verified", True):
         lines += [
             "**Speed not verified**: the machine was busy while speed was measured "
             f"({'; '.join(trust.get('reasons') or []) or 'see speed_trust in report.json'}). The speed checks are "
-            "reported but did not decide the gate; re-run on an idle machine to verify them.",
-            "",
+            "reported but did not decide the gate; re-run on an idle machine to verify them.", "",
         ]
-    lines += [
-        "## Gate",
-        "",
-    ]
-    gate_rows = []
+    return lines
+
+
+def _gate_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
     for v in report["variants"]:
         if not v["gate"]["checks"]:
-            gate_rows.append([v["name"], "(no gate configured)", "—", "—", "✓"])
+            rows.append([v["name"], "(no gate configured)", "—", "—", "✓"])
         for c in v["gate"]["checks"]:
-            gate_rows.append(
-                [v["name"], c["name"], _fmt(c["value"], ".4g"), _fmt(c["limit"], "g"), "✓" if c["passed"] else "✗"]
-            )
-    lines += _md_table(["variant", "check", "value", "limit", "verdict"], gate_rows)
-    lines += ["## Summary", ""] + _md_table(list(SUMMARY_COLUMNS), _summary_cells(report))
+            verdict = "✓" if c["passed"] else "✗"
+            if c.get("verified") is False:
+                verdict += " (speed not verified)"
+            rows.append([v["name"], c["name"], _fmt(c["value"], ".4g"), _fmt(c["limit"], "g"), verdict])
+    return rows
 
-    lines += ["## Accuracy", ""]
-    acc_rows = []
+
+def _accuracy_lines(report: dict[str, Any]) -> list[str]:
+    rows = []
     for name, m, _ in _rows(report):
         per = m.get("per_class") or {}
-        acc_rows.append(
+        rows.append(
             [name, _fmt(m.get("accuracy"), ".4f"), _fmt(m.get("macro_f1"), ".4f")]
-            + [
-                f"{_fmt(c.get('precision'), '.3f')} / {_fmt(c.get('recall'), '.3f')} / {_fmt(c.get('f1'), '.3f')}"
-                for c in per.values()
-            ]
-            + [
-                _fmt(m.get("accuracy_drop"), "+.2f"),
-                _fmt(m.get("agreement"), ".4f"),
-                _fmt(m.get("max_abs_logit_diff"), ".4g"),
-                _fmt(m.get("mean_abs_logit_diff"), ".4g"),
-                _fmt(m.get("flipped_count"), "d"),
-            ]
+            + [f"{_fmt(c.get('precision'), '.3f')} / {_fmt(c.get('recall'), '.3f')} / {_fmt(c.get('f1'), '.3f')}"
+               for c in per.values()]
+            + [_fmt(m.get("accuracy_drop"), "+.2f"), _fmt(m.get("agreement"), ".4f"), _fmt(m.get("max_abs_logit_diff"), ".4g"),
+               _fmt(m.get("mean_abs_logit_diff"), ".4g"), _fmt(m.get("flipped_count"), "d")]
         )
     classes = list((report["baseline"]["metrics"].get("per_class") or {}).keys())
     header = ["model", "accuracy", "macro F1"] + [f"{c} P / R / F1" for c in classes]
     header += ["drop (pts)", "agreement", "max abs Δlogit", "mean abs Δlogit", "flipped"]
-    lines += _md_table(header, acc_rows)
+    return ["## Accuracy", ""] + _md_table(header, rows)
 
-    lines += ["## Speed and memory", ""]
-    speed_rows = []
-    for name, m, _ in _rows(report):
+
+def _speed_lines(report: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, m, entry in _rows(report):
         lat = m.get("latency_ms") or {}
-        speed_rows.append(
-            [
-                name,
-                _fmt(lat.get("p50"), ".2f"),
-                _fmt(lat.get("p95"), ".2f"),
-                _fmt(lat.get("p99"), ".2f"),
-                _fmt(m.get("speedup"), ".2f", "x"),
-                _fmt(m.get("throughput_texts_per_s"), ".1f"),
-                _fmt(_mb(m.get("size_bytes")), ".2f"),
-                _fmt(m.get("peak_rss_mb"), ".0f"),
-                _fmt(m.get("cold_start_s"), ".2f"),
-            ]
-        )
-    lines += _md_table(
-        ["model", "p50 ms", "p95 ms", "p99 ms", "speedup", "throughput texts/s", "size MB", "peak RSS MB", "cold start s"],
-        speed_rows,
-    )
-    lines += [
-        "Throughput: eval texts in length-sorted batches of "
-        f"{s.get('throughput_batch_size')} with dynamic padding, tokenization excluded. Peak RSS and cold start: a "
-        "fresh process that loads the model and answers one batch (ONNX variants load with onnxruntime + "
-        "tokenizers only).",
-        "",
+        rows.append([
+            name, _fmt(lat.get("p50"), ".2f"), _fmt(lat.get("p95"), ".2f"), _fmt(lat.get("p99"), ".2f"),
+            _speed(m.get("speedup"), entry), _fmt(m.get("throughput_texts_per_s"), ".1f"),
+            _fmt(_mb(m.get("size_bytes")), ".2f"), _fmt(m.get("peak_rss_mb"), ".0f"), _fmt(m.get("cold_start_s"), ".2f"),
+        ])
+    header = ["model", "p50 ms", "p95 ms", "p99 ms", "speedup", "throughput texts/s", "size MB", "peak RSS MB", "cold start s"]
+    return ["## Speed and memory", ""] + _md_table(header, rows) + [
+        f"Throughput: eval texts in length-sorted batches of {report['settings'].get('throughput_batch_size')} with "
+        "dynamic padding (a variant that is not batch-invariant one text at a time, as served), tokenization excluded. "
+        "Peak RSS and cold start: a fresh process that loads the model and answers (ONNX variants load with "
+        "onnxruntime + tokenizers only).", "",
     ]
 
-    lines += ["## Latency grid (p50 ms)", ""]
+
+def _grid_lines(report: dict[str, Any], plot_name: Optional[str]) -> list[str]:
     seqs = sorted({row["seq_len"] for _, m, _ in _rows(report) for row in m.get("latency_grid") or []})
-    grid_rows = []
+    rows = []
     for name, m, _ in _rows(report):
         by_batch: dict[int, dict[int, float]] = {}
         for row in m.get("latency_grid") or []:
             by_batch.setdefault(row["batch"], {})[row["seq_len"]] = row["p50"]
-        for batch, per_seq in sorted(by_batch.items()):
-            grid_rows.append([name, str(batch)] + [_fmt(per_seq.get(sq), ".2f") for sq in seqs])
-    lines += _md_table(["model", "batch"] + [f"{sq} tok" for sq in seqs], grid_rows)
-    if plot_name:
-        lines += [f"![latency vs sequence length]({plot_name})", ""]
+        rows += [[name, str(batch)] + [_fmt(per_seq.get(sq), ".2f") for sq in seqs] for batch, per_seq in sorted(by_batch.items())]
+    lines = ["## Latency grid (p50 ms)", ""] + _md_table(["model", "batch"] + [f"{sq} tok" for sq in seqs], rows)
+    return lines + ([f"![latency vs sequence length]({plot_name})", ""] if plot_name else [])
 
-    lines += _bucket_lines(report.get("length_buckets"))
+
+def _flip_lines(report: dict[str, Any]) -> list[str]:
     flips = [v for v in report["variants"] if v.get("flipped")]
-    if flips:
-        lines += ["## Label flips vs baseline (first ones)", ""]
-        for v in flips:
-            lines += [f"### {v['name']} ({v['metrics'].get('flipped_count')} flipped)", ""]
-            lines += _md_table(
-                ["text", "gold", "baseline", "variant"],
-                [[f["text"], f["gold"], f["baseline"], f["variant"]] for f in v["flipped"]],
-            )
+    lines = ["## Label flips vs baseline (first ones)", ""] if flips else []
+    for v in flips:
+        lines += [f"### {v['name']} ({v['metrics'].get('flipped_count')} flipped)", ""]
+        lines += _md_table(["text", "gold", "baseline", "variant"],
+                           [[f["text"], f["gold"], f["baseline"], f["variant"]] for f in v["flipped"]])
+    return lines
 
+
+def _environment_lines(report: dict[str, Any]) -> list[str]:
+    ev, mach = report["eval"], report["machine"]
     bad = ev.get("bad_rows") or {}
-    lines += [
-        "## Eval set",
-        "",
+    sampled = ev.get("sampled")
+    return [
+        "## Eval set", "",
         f"- source: `{ev.get('source')}`",
         f"- rows: {ev.get('used_rows')} used of {ev.get('total_rows')} "
         f"({bad.get('empty_text', 0)} empty text, {bad.get('unknown_label', 0)} unknown label dropped)",
         f"- labels: {ev.get('label_counts')}",
-        *([f"- sampled: {ev['sampled']['rows']} of {ev['sampled']['from_rows']} usable rows (label-stratified, seed "
-           f"{ev['sampled']['seed']}; eval.limit)"] if ev.get("sampled") else []),
+        *([f"- sampled: {sampled['rows']} of {sampled['from_rows']} usable rows (label-stratified, seed "
+           f"{sampled['seed']}; eval.limit)"] if sampled else []),
         *([f"- note: {ev['note']}"] if ev.get("note") else []),
-        "",
-        "## Machine and versions",
-        "",
+        "", "## Machine and versions", "",
         f"- CPU: {mach.get('cpu')} ({mach.get('logical_cpus')} logical CPUs; "
         f"flags: {', '.join(mach.get('cpu_flags') or []) or 'n/a'})",
         f"- threads per model: {mach.get('threads')}",
-        "- " + ", ".join(f"{k} {v}" for k, v in report["versions"].items() if v),
+        "- " + ", ".join(f"{k} {v}" for k, v in (report.get("versions") or {}).items() if v),
         "",
     ]
-    return "\n".join(lines)
 
 
 def _bucket_lines(buckets: Optional[dict]) -> list[str]:

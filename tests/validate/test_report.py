@@ -56,3 +56,21 @@ def test_markdown_and_tables(tmp_path):
     assert json.loads(path.read_text(encoding="utf-8"))["variants"][0]["gate"]["checks"][1]["value"] is None
     assert plot_latency(report, tmp_path / "latency.png").read_bytes()[:4] == b"\x89PNG"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_markdown_flags_unverified_speed_and_shows_long_texts():
+    report = sample_report(passed=True)
+    report["settings"]["speed_trust"] = {"verified": False, "reasons": ["threads waited for a core 84% of the time"]}
+    report["variants"][0]["gate"] = {"passed": True, "speed_verified": False, "checks": [
+        {"name": "min_speedup", "metric": "speedup", "value": 888.0, "limit": 1.5, "passed": True, "verified": False}]}
+    report["variants"][0]["batch_invariance"] = {"invariant": False, "max_abs_score_diff": 5.7e-3}
+    report["variants"][0]["metrics"]["speedup"] = 888.0
+    report["length_buckets"] = {"max_length": 128, "truncated_share": 0.2, "truncated_rows": 2, "buckets": [
+        {"bucket": "≤64", "rows": 8, "baseline_accuracy": 0.9, "variants": {"int8-dynamic": {"accuracy": 0.9, "agreement": 1.0}}},
+        {"bucket": ">256", "rows": 2, "baseline_accuracy": 0.5, "variants": {"int8-dynamic": {"accuracy": 0.5, "agreement": 1.0}}}],
+        "truncation": {"rows": 2, "head": 0.5, "head+tail": 1.0}}
+    md = render_markdown(report)
+    assert "**Speed not verified**" in md and "threads waited for a core" in md
+    assert "| int8-dynamic | min_speedup | 888 | 1.5 | ✓ (speed not verified) |" in md
+    assert "888.00x (not verified)" in md and "no: served one at a time" in md
+    assert "2 eval texts (20.0%) are longer than 128 tokens" in md and "head+tail): 1.0000" in md
