@@ -13,7 +13,7 @@ The other knobs of issue 13, measured on an AVX2-only EPYC (no VNNI) with a Stru
 only differences far beyond the ±50% round-to-round spread count. Max/mean |Δlogit| vs FP32 over 48 texts,
 then median ms at 1×32 / 1×128 / 8×64:
 
-| weights | session option | max / mean \|Δlogit\| | ms |
+| weights | session option | max / mean abs Δlogit | ms |
 | --- | --- | --- | --- |
 | s8, reduce_range (preset avx2) | — | 0.021 / 0.0057 | 279 / 910 / 2844 |
 | s8, full range (preset avx512_vnni) | — | 0.028 / 0.0135 (saturates) | 359 / 1514 / 3680 |
