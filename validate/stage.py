@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -120,9 +121,13 @@ class ScoredBaseline:
 def score_baseline(model: Any, tokenizer_dir: Path, eval_set: EvalSet, cfg: PipelineConfig, quiet: bool = False) -> ScoredBaseline:
     """Eval logits of the PyTorch baseline; raises `BaselineError` when the source itself is not sane."""
     classifier = TorchClassifier(model, tokenizer_dir, cfg.model.max_length, cfg.validate.threads, cfg.model.truncation)
+    started = time.perf_counter()
     logits = eval_logits({BASELINE_NAME: classifier}, eval_set.texts, _progress(quiet))[BASELINE_NAME]
     acc = check_baseline(eval_set.labels, logits, eval_set, cfg.eval.min_accuracy)
-    logger.info("baseline (PyTorch FP32) accuracy %.4f on %s", acc, eval_set.source)
+    logger.info(
+        "baseline (PyTorch FP32) accuracy %.4f on %s: %d texts in %.0f s (each variant's eval takes at most about as "
+        "long; eval.limit bounds it)", acc, eval_set.source, len(eval_set), time.perf_counter() - started,
+    )
     return ScoredBaseline(model, classifier, logits, acc)
 
 
