@@ -102,6 +102,8 @@ def test_user_errors_exit_2_and_leave_no_folder(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.json").write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 9}))
+    (empty / "label_mapping.json").write_text(json.dumps({"负面": 0, "正面": 1}, ensure_ascii=False))
+    (tmp_path / "x.csv").write_text("text,label\n很好,1\n很差,0\n", encoding="utf-8")
     out = tmp_path / "o"
     assert main(["run", "--config", "configs/demo.yaml", "--model", str(empty), "--eval", str(tmp_path / "x.csv"), "--out", str(out)]) == 2
     assert "no weights" in capsys.readouterr().err

@@ -54,13 +54,20 @@ def test_contention_meter_counts_cpu_and_waits_of_our_threads():
         while time.perf_counter() < stop:
             pass
 
-    with meter:
-        worker = threading.Thread(target=spin)
-        worker.start()
+    done = threading.Event()
+
+    def spin_then_wait():
         spin()
-        worker.join()
+        done.wait()  # alive until the meter has read it: the meter leaves out threads that ended meanwhile
+
+    worker = threading.Thread(target=spin_then_wait)
+    worker.start()
+    with meter:
+        spin()
+    done.set()
+    worker.join()
     result = meter.result()
-    # At every instant of the 0.3 s one of the two threads holds the GIL: it is running or waiting for a core.
+    # At every instant of the ~0.3 s one of the two threads holds the GIL: it is running or waiting for a core.
     assert meter.ran > 0 and meter.ran + meter.waited > 0.2e9
     share = result["run_queue_wait_share"]
     assert share is not None and 0.0 <= share < 1.0
