@@ -50,7 +50,7 @@ PIP_TORCH := SETUP_CHECK=plan; export SETUP_CHECK; \
 	$(BIN)/pip install --dry-run --quiet --report - torch==$(TORCH_VERSION) | $(BIN)/python -c "$$TORCH_CPU_CHECK" \
 	&& $(BIN)/pip install torch==$(TORCH_VERSION)
 
-.PHONY: setup demo convert bench serve test clean finetune score-bench
+.PHONY: setup demo convert bench serve test clean finetune score-bench distill
 
 $(BIN)/structbert-lite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,11 @@ setup: $(BIN)/structbert-lite ## create .venv and install everything (CPU only)
 
 demo: setup ## offline, end to end: train the demo model, convert, quantize, validate, publish into artifacts/demo/
 	$(BIN)/structbert-lite run --config configs/demo.yaml --out artifacts/demo $(if $(EVAL),--eval $(EVAL) $(COLUMN_FLAGS))
+
+# Exit 4 of `run` (published, speed not verified on a busy machine) still compares the student with the teacher's int8.
+distill: setup ## offline: a 4x256 demo teacher distilled into a 2x128 student, both gated, into artifacts/distill-demo/ [DISTILL_DATA=FILE]
+	$(BIN)/structbert-lite run --config configs/distill-demo.yaml --out artifacts/distill-demo $(if $(DISTILL_DATA),--distill-data '$(DISTILL_DATA)') || [ $$? -eq 4 ]
+	$(BIN)/python -m structbert_lite.train.compare_student artifacts/distill-demo --student student-int8 --teacher int8-dynamic --min-speedup 3
 
 convert: setup ## the real StructBERT (needs ModelScope access), or MODEL=<dir> / CONFIG=<yaml>
 	$(BIN)/structbert-lite run --config $(CONFIG) $(RUN_FLAGS)
@@ -95,4 +100,4 @@ test: setup ## the test suite (no network, tiny models)
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf artifacts/demo bench/out .pytest_cache
+	rm -rf artifacts/demo artifacts/distill-demo bench/out .pytest_cache

@@ -1,6 +1,6 @@
 """The `structbert-lite` command: run | serve | verify.
 
-    structbert-lite run --config FILE [--model SRC] [--eval SRC] [--out DIR] [--text-column C] [--label-column C] [--quiet]
+    structbert-lite run --config FILE [--model SRC] [--eval SRC] [--out DIR] [--text-column C] [--label-column C] [--distill-data FILE] [--quiet]
     structbert-lite serve --artifact DIR [--host 127.0.0.1] [--port 5000]
     structbert-lite verify DIR
     structbert-lite finetune --model SRC --train FILE [--eval FILE] --out DIR [--config FILE] [--text-column C] [--label-column C] [--quiet]
@@ -68,7 +68,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     from structbert_lite.pipeline import RunOptions, run
 
-    opts = RunOptions(args.model, args.eval, args.text_column, args.label_column, args.out, args.quiet)
+    opts = RunOptions(args.model, args.eval, args.text_column, args.label_column, args.out, args.quiet,
+                      distill_data=args.distill_data)
     try:
         result = run(cfg, opts)
     except GateError as exc:
@@ -138,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, help="output folder (default: artifacts/<config name>)")
     run.add_argument("--text-column", help="eval text column (default: text)")
     run.add_argument("--label-column", help="eval label column (default: label)")
+    run.add_argument("--distill-data", help="unlabelled in-domain texts (CSV/TSV/JSONL/Parquet) for every distill step")
     run.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     run.set_defaults(func=_cmd_run)
 

@@ -42,6 +42,7 @@ class RunOptions:
     label_column: Optional[str] = None
     out: Optional[Path] = None
     quiet: bool = False
+    distill_data: Optional[str] = None  # transfer texts for every distill step (its `data` option)
 
 
 @dataclasses.dataclass
@@ -85,6 +86,10 @@ def apply_overrides(cfg: PipelineConfig, opts: RunOptions) -> PipelineConfig:
         cfg.eval.text_column = opts.text_column
     if opts.label_column:
         cfg.eval.label_column = opts.label_column
+    if opts.distill_data:
+        from structbert_lite.train.transfer import set_distill_data
+
+        set_distill_data(cfg, opts.distill_data)
     return cfg
 
 

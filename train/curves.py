@@ -8,8 +8,11 @@ from typing import Optional
 CURVE_NAME = "training-curve.png"
 
 
-def plot_training_curve(history: list[dict], path: Path, title: str, best_epoch: Optional[int] = None) -> Path:
-    """Write the curve of ``history`` (trainer epoch records) to ``path`` (temp file + rename)."""
+def plot_training_curve(
+    history: list[dict], path: Path, title: str, best_epoch: Optional[int] = None, accuracy_label: str = "held-out accuracy"
+) -> Path:
+    """Write the curve of ``history`` (trainer epoch records) to ``path`` (temp file + rename); ``accuracy_label``
+    names what the trainer's held-out accuracy measured (the distilled student: agreement with the teacher)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,8 +32,8 @@ def plot_training_curve(history: list[dict], path: Path, title: str, best_epoch:
     if held:
         acc_ax = loss_ax.twinx()
         epochs, accs = zip(*held)
-        acc_ax.plot(epochs, accs, color="tab:orange", marker="o", label="held-out accuracy")
-        acc_ax.set_ylabel("held-out accuracy", color="tab:orange")
+        acc_ax.plot(epochs, accs, color="tab:orange", marker="o", label=accuracy_label)
+        acc_ax.set_ylabel(accuracy_label, color="tab:orange")
         acc_ax.margins(y=0.2)  # room for the "best" label above the highest point
         if best_epoch:
             best = dict(held).get(best_epoch)
