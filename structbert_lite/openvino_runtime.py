@@ -155,7 +155,9 @@ class OpenVinoClassifier:
     def logits_for_encoding(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         feed = {k: v for k, v in feed.items() if k in self._input_names}
         with self._lock:
-            result = self._request.infer(feed)
+            # share_inputs: OpenVINO reads the caller's arrays in place (no copy; they outlive this synchronous
+            # call) — on the tiny demo model the copy was ~0.2 of 0.87 ms per call.
+            result = self._request.infer(feed, share_inputs=True)
             return np.array(result[self._output], dtype=np.float32)  # (batch, num_labels), a copy
 
     def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
