@@ -207,6 +207,7 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
         to_publish = [built[v.name] for v in cfg.variants if v.publish and v.name in built]
         validation = validate_stage.run(source, to_publish, failures, eval_set, cfg, scored, tokenizer_dir,
                                         opts.quiet, output.work / "speed")
+        validation.report["training"] = training_records(built)
         published = publish_run(output, validation, built, cfg, cfg.publish.license)
     failed = [e["name"] for e in validation.entries if not e["gate"]["passed"]]
     result = RunResult(validation.report, not failed, validation.speed_verified, published, failed,
@@ -218,6 +219,16 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
             result,
         )
     return result
+
+
+def training_records(built: dict) -> dict[str, dict]:
+    """What each training step (distill) recorded, for the report: sizes, data, time, cache hits (not the curve)."""
+    records = {}
+    for name, artifact in built.items():
+        record = artifact.meta.get("distill")
+        if record:
+            records[name] = {k: v for k, v in record.items() if k != "curve"}
+    return records
 
 
 def _torch_reference(model):

@@ -195,7 +195,8 @@ def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.
     lines += ["## Gate", ""] + _md_table(["variant", "check", "value", "limit", "verdict"], _gate_rows(report))
     lines += ["## Summary", ""] + _md_table(list(SUMMARY_COLUMNS), _summary_cells(report))
     lines += _accuracy_lines(report) + _speed_lines(report) + _grid_lines(report, plot_name)
-    lines += _bucket_lines(report.get("length_buckets")) + _flip_lines(report) + _environment_lines(report)
+    lines += _training_lines(report.get("training")) + _bucket_lines(report.get("length_buckets"))
+    lines += _flip_lines(report) + _environment_lines(report)
     return "\n".join(lines)
 
 
@@ -277,6 +278,29 @@ def _grid_lines(report: dict[str, Any], plot_name: Optional[str]) -> list[str]:
         rows += [[name, str(batch)] + [_fmt(per_seq.get(sq), ".2f") for sq in seqs] for batch, per_seq in sorted(by_batch.items())]
     lines = ["## Latency grid (p50 ms)", ""] + _md_table(["model", "batch"] + [f"{sq} tok" for sq in seqs], rows)
     return lines + ([f"![latency vs sequence length]({plot_name})", ""] if plot_name else [])
+
+
+def _training_lines(training: Optional[dict]) -> list[str]:
+    """One row per distilled student: its size against the teacher's, data, training and the teacher-label cache."""
+    rows = []
+    for name, r in (training or {}).items():
+        s, t, data, fit, cache = r["student"], r["teacher"], r["data"], r["training"], r["teacher_logits"]
+        rows.append([
+            name, f"{s['layers']} × {s['hidden_size']} ({s['parameters'] / 1e6:.1f} M)",
+            f"{t['layers']} × {t['hidden_size']} ({t['parameters'] / 1e6:.1f} M)", str(r["init"].get("init")),
+            f"{data['train_rows']} + {data['validation_rows']} ({data['removed_in_eval_set']} eval texts removed)",
+            f"{fit['best_epoch']} of {fit['epochs_run']}", _fmt(fit.get("validation_agreement"), ".4f"),
+            f"{fit.get('seconds') or 0:.0f} s ({fit['device']})",
+            f"{cache['scored_with']}, {cache['cache']} ({cache['seconds']:.0f} s)",
+        ])
+    if not rows:
+        return []
+    header = ["student", "size", "teacher", "init", "transfer texts (train + validation)", "best epoch",
+              "validation agreement", "training time", "teacher logits (cache)"]
+    return ["## Distilled students", ""] + _md_table(header, rows) + [
+        "Accuracy, agreement and speed of each student variant against the teacher are in the tables above; a published "
+        "student folder holds its checkpoint, `training.json` and `training-curve.png`.", "",
+    ]
 
 
 def _flip_lines(report: dict[str, Any]) -> list[str]:

@@ -222,7 +222,7 @@ def chain_config(tmp_path, with_student: bool = True) -> str:
     variants = [{"name": "fp32", "step": "export", "options": {"parity_lengths": [8, 32]}, "gate": {"max_logit_diff": 0.001}}]
     if with_student:
         variants += [
-            {"name": "student", "step": "distill", "publish": False, "options": {
+            {"name": "student", "step": "distill", "gate": {"min_agreement": 0.0}, "options": {
                 "layers": 1, "teacher_variant": "fp32", "include_reviews": False, "epochs": 2, "batch_size": 16,
                 "learning_rate": 2e-3, "max_length": 32, "threads": 1, "device": "cpu"}},
             {"name": "student-fp32", "step": "export", "parent": "student", "options": {"parity_lengths": [8, 32]},
@@ -246,10 +246,14 @@ def test_run_distills_exports_and_gates_the_student_against_the_teacher(tmp_path
     code = main(base + ["--distill-data", str(transfer_csv), "--out", str(out)])
     assert code in PUBLISHED, capsys.readouterr().err
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    assert [v["name"] for v in report["variants"]] == ["fp32", "student-fp32"]
+    assert [v["name"] for v in report["variants"]] == ["fp32", "student", "student-fp32"]
     student = next(v for v in report["variants"] if v["name"] == "student-fp32")
     assert student["published"] and student["metrics"]["agreement"] is not None
-    assert not (out / "student").exists()  # publish: false (the checkpoint is an intermediate for now)
+    # The checkpoint itself is published (measured in PyTorch) with its curve and training record, ready to fine-tune.
+    assert {"config.json", "vocab.txt", "training.json", "training-curve.png"} <= {p.name for p in (out / "student").iterdir()}
+    training = report["training"]["student"]
+    assert training["data"]["removed_in_eval_set"] == 10 and training["teacher_logits"]["cache"] == "miss"
+    assert "## Distilled students" in (out / "report.md").read_text(encoding="utf-8")
     manifest = json.loads((out / "student-fp32" / "manifest.json").read_text(encoding="utf-8"))
     record = manifest["distill"]
     assert record["data"]["sources"][0]["source"] == str(transfer_csv) and record["data"]["removed_in_eval_set"] == 10
