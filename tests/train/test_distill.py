@@ -251,6 +251,7 @@ def test_run_distills_exports_and_gates_the_student_against_the_teacher(tmp_path
     assert student["published"] and student["metrics"]["agreement"] is not None
     # The checkpoint itself is published (measured in PyTorch) with its curve and training record, ready to fine-tune.
     assert {"config.json", "vocab.txt", "training.json", "training-curve.png"} <= {p.name for p in (out / "student").iterdir()}
+    assert list(report["training"]) == ["student"]  # not again under student-fp32, which carries the record
     training = report["training"]["student"]
     assert training["data"]["removed_in_eval_set"] == 10 and training["teacher_logits"]["cache"] == "miss"
     assert "## Distilled students" in (out / "report.md").read_text(encoding="utf-8")
