@@ -132,31 +132,42 @@ def search(
     work.mkdir(exist_ok=True)
     try:
         copy_companions(parent_dir, work)
-        for name, nodes in groups.items():  # quantize one group alone: how much does it alone cost?
-            others = [n for other, ns in groups.items() if other != name for n in ns]
-            requantize(parent_dir / "model.onnx", work / "model.onnx", base_excluded + others)
-            record["sensitivity"][name] = score(work)["mean_abs_logit_diff"]
-        ranked = sorted(record["sensitivity"], key=record["sensitivity"].get, reverse=True)
-        logger.info("layer sensitivity (mean |Δlogit| when quantized alone): %s", record["sensitivity"])
-        best = first
-        for k in range(1, min(fcfg.max_tries, len(ranked)) + 1):
-            keep_fp32 = ranked[:k]
-            excluded = base_excluded + [n for g in keep_fp32 for n in groups[g]]
-            requantize(parent_dir / "model.onnx", work / "model.onnx", excluded)
-            result = score(work)
-            record["tries"].append(
-                {"excluded_layers": keep_fp32, "reason": f"the {k} most sensitive layer(s) kept in FP32", **result}
-            )
-            logger.info("fallback try %d (FP32: %s): drop %.2f pts, agreement %.4f", k, keep_fp32, result["accuracy_drop_points"], result["agreement"])
-            if _passes(result, fcfg) or result["agreement"] > best["agreement"]:
-                best = result
-                shutil.copyfile(work / "model.onnx", Path(int8_dir) / "model.onnx")
-                record["excluded_nodes"] = excluded
-            if _passes(result, fcfg):
-                record["passed"] = True
-                break
-        if not record["passed"]:
-            logger.warning("int8 fallback ran out of tries (%d) without meeting the bounds", fcfg.max_tries)
+        ranked = rank_sensitivity(parent_dir, work, groups, base_excluded, requantize, score, record)
+        try_keeping_layers_fp32(parent_dir, int8_dir, work, groups, ranked, base_excluded, requantize, score, fcfg, record)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return record
+
+
+def rank_sensitivity(parent_dir: Path, work: Path, groups: dict, base_excluded: list, requantize: Requantize, score,
+                     record: dict) -> list[str]:
+    """Layer groups, most sensitive first: each quantized alone, ranked by the mean |Δlogit| it alone costs."""
+    for name, nodes in groups.items():
+        others = [n for other, ns in groups.items() if other != name for n in ns]
+        requantize(parent_dir / "model.onnx", work / "model.onnx", base_excluded + others)
+        record["sensitivity"][name] = score(work)["mean_abs_logit_diff"]
+    logger.info("layer sensitivity (mean |Δlogit| when quantized alone): %s", record["sensitivity"])
+    return sorted(record["sensitivity"], key=record["sensitivity"].get, reverse=True)
+
+
+def try_keeping_layers_fp32(parent_dir: Path, int8_dir: Path, work: Path, groups: dict, ranked: list[str],
+                            base_excluded: list, requantize: Requantize, score, fcfg: FallbackOptions, record: dict) -> None:
+    """Keep the k most sensitive groups FP32, k = 1, 2, ...: the first try within the bounds (else the one with the
+    best agreement) replaces ``int8_dir/model.onnx``; every try is recorded."""
+    best = record["tries"][0]
+    for k in range(1, min(fcfg.max_tries, len(ranked)) + 1):
+        keep_fp32 = ranked[:k]
+        excluded = base_excluded + [n for g in keep_fp32 for n in groups[g]]
+        requantize(parent_dir / "model.onnx", work / "model.onnx", excluded)
+        result = score(work)
+        record["tries"].append({"excluded_layers": keep_fp32, "reason": f"the {k} most sensitive layer(s) kept in FP32", **result})
+        logger.info("fallback try %d (FP32: %s): drop %.2f pts, agreement %.4f", k, keep_fp32, result["accuracy_drop_points"],
+                    result["agreement"])
+        if _passes(result, fcfg) or result["agreement"] > best["agreement"]:
+            best = result
+            shutil.copyfile(work / "model.onnx", Path(int8_dir) / "model.onnx")
+            record["excluded_nodes"] = excluded
+        if _passes(result, fcfg):
+            record["passed"] = True
+            return
+    logger.warning("int8 fallback ran out of tries (%d) without meeting the bounds", fcfg.max_tries)

@@ -133,6 +133,10 @@ class ServeState:
                     results[i] = answer
         return results  # type: ignore[return-value]
 
+    def stats(self) -> dict[str, Any]:
+        return {"requests": self.requests, "uptime_s": round(time.time() - self.started_at, 1),
+                "cache": self.cache.stats(), "batching": self.batcher.stats()}
+
     def health(self) -> dict[str, Any]:
         info = self.engine.info
         return {
@@ -176,14 +180,9 @@ def create_app(artifact_dir: Path, settings: Optional[ServeSettings] = None) -> 
         await state.batcher.close()
         logger.info("shut down cleanly")
 
-    app = FastAPI(
-        title="structbert-lite",
-        version=__version__,
-        description="Chinese sentiment (StructBERT) over an ONNX artifact: onnxruntime + tokenizers, no torch.",
-        docs_url=None,  # Swagger UI and ReDoc load scripts from a CDN; /openapi.json is the description
-        redoc_url=None,
-        lifespan=lifespan,
-    )
+    # docs_url/redoc_url: Swagger UI and ReDoc load scripts from a CDN; /openapi.json is the description.
+    app = FastAPI(title="structbert-lite", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Chinese sentiment (StructBERT) over an ONNX or OpenVINO artifact: tokenizers, no torch.")
     app.state.serve = state
     install_error_handlers(app, settings.max_batch)
 
@@ -206,12 +205,7 @@ def create_app(artifact_dir: Path, settings: Optional[ServeSettings] = None) -> 
 
     @app.get("/stats", summary="Cache hit counts and micro-batching figures")
     async def stats():
-        return {
-            "requests": state.requests,
-            "uptime_s": round(time.time() - state.started_at, 1),
-            "cache": state.cache.stats(),
-            "batching": state.batcher.stats(),
-        }
+        return state.stats()
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():

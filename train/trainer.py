@@ -239,22 +239,10 @@ def train(
         with _progress(batches, f"{desc} epoch {epoch}/{settings.epochs}", quiet) as bar:
             epoch_record = _run_epoch(model, train_set, bar, optimizer, scheduler, loss_fn, settings, device)
         epoch_record = {"epoch": epoch, **epoch_record}
-        acc = None
-        if heldout is not None:
-            logits = predict_logits(model, heldout, settings.eval_batch_size, device)
-            acc = accuracy(logits, heldout.fields["labels"].numpy())
-        epoch_record["heldout_accuracy"] = acc
-        improved = _improved(record, acc, settings)
-        if improved:
-            best_weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            record.update(best_epoch=epoch, best_accuracy=acc, bad_epochs=0)
-        else:
-            record["bad_epochs"] += 1
-        record["history"].append(epoch_record)
-        record["epoch"] = epoch
-        patience_spent = settings.patience is not None and record["bad_epochs"] >= settings.patience
-        record["stopped"] = patience_spent and epoch < settings.epochs
-        _log_epoch(desc, epoch_record, settings.epochs, improved and acc is not None, record["stopped"])
+        improved, new_best = _close_epoch(model, heldout, settings, device, record, epoch_record)
+        best_weights = new_best if improved else best_weights
+        _log_epoch(desc, epoch_record, settings.epochs, improved and epoch_record["heldout_accuracy"] is not None,
+                   record["stopped"])
         if state_dir is not None:
             _save(state_dir, record, fingerprint, model, optimizer, scheduler, best_weights if improved else None)
         if on_epoch is not None:
@@ -262,16 +250,30 @@ def train(
     if best_weights is not None:
         model.load_state_dict(best_weights)
     model.to("cpu").eval()
-    return TrainResult(
-        history=record["history"],
-        best_epoch=record["best_epoch"],
-        best_accuracy=record["best_accuracy"],
-        stopped_early=record["stopped"],
-        resumed_from=resumed_from,
-        seconds=round(time.perf_counter() - started, 1),
-        device=str(device),
-        trainable_parameters=trainable,
-    )
+    return TrainResult(history=record["history"], best_epoch=record["best_epoch"], best_accuracy=record["best_accuracy"],
+                       stopped_early=record["stopped"], resumed_from=resumed_from,
+                       seconds=round(time.perf_counter() - started, 1), device=str(device), trainable_parameters=trainable)
+
+
+def _close_epoch(model, heldout, settings: TrainSettings, device, record: dict, epoch_record: dict) -> tuple[bool, Optional[dict]]:
+    """Score the epoch on ``heldout``, update the early-stopping ``record``; (improved, the weights if improved)."""
+    epoch = epoch_record["epoch"]
+    acc = None
+    if heldout is not None:
+        acc = accuracy(predict_logits(model, heldout, settings.eval_batch_size, device), heldout.fields["labels"].numpy())
+    epoch_record["heldout_accuracy"] = acc
+    improved = _improved(record, acc, settings)
+    weights = None
+    if improved:
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        record.update(best_epoch=epoch, best_accuracy=acc, bad_epochs=0)
+    else:
+        record["bad_epochs"] += 1
+    record["history"].append(epoch_record)
+    record["epoch"] = epoch
+    patience_spent = settings.patience is not None and record["bad_epochs"] >= settings.patience
+    record["stopped"] = patience_spent and epoch < settings.epochs
+    return improved, weights
 
 
 def _resume(state_dir, fingerprint: str, model, optimizer, scheduler, desc: str) -> tuple[dict, Optional[dict]]:
