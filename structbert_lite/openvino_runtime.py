@@ -20,7 +20,6 @@ one-off cost on its first call (measured and stated in the README's OpenVINO sec
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from structbert_lite.errors import ArtifactError, ModelFileError
-from structbert_lite.runtime import load_tokenizer, predict_logits, read_label_names, softmax
+from structbert_lite.runtime import load_tokenizer, predict_logits, read_label_names, read_manifest_if_any, softmax
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +91,7 @@ def run_precision(compiled) -> str:
 
 
 def _manifest_openvino(folder: Path) -> dict:
-    path = Path(folder) / "manifest.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({exc}); the folder is corrupt, re-publish it") from None
-    section = data.get("openvino") if isinstance(data, dict) else None
+    section = read_manifest_if_any(folder).get("openvino")
     return section if isinstance(section, dict) else {}
 
 

@@ -250,7 +250,8 @@ def engine_class(engine: str):
         ) from None
 
 
-def _read_manifest_if_any(folder: Path) -> dict:
+def read_manifest_if_any(folder: Path) -> dict:
+    """The folder's manifest.json as a dict ({} when it has none); invalid JSON is an ArtifactError."""
     path = Path(folder) / "manifest.json"
     if not path.is_file():
         return {}
@@ -263,7 +264,7 @@ def _read_manifest_if_any(folder: Path) -> dict:
 
 def variant_engine(folder: Path, manifest: dict | None = None) -> str:
     """The engine a variant folder runs on: the manifest's ``engine``, else guessed from its model file."""
-    manifest = _read_manifest_if_any(folder) if manifest is None else manifest
+    manifest = read_manifest_if_any(folder) if manifest is None else manifest
     engine = manifest.get("engine")
     if engine:
         return str(engine)
@@ -305,7 +306,7 @@ def open_variant(folder: Path, max_length: int | None = None, threads: int | Non
     manifest (`is_batch_invariant`).
     """
     folder = Path(folder)
-    manifest = _read_manifest_if_any(folder)
+    manifest = read_manifest_if_any(folder)
     classifier_class = engine_class(variant_engine(folder, manifest))
     if max_length is None:
         model_cfg = (manifest.get("config") or {}).get("model") or {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from structbert_lite.constants import SPECIAL_TOKENS
@@ -211,3 +212,14 @@ def write_modelscope_checkpoint(
     elif weights != "pytorch_model.bin":
         raise ValueError(f"weights must be pytorch_model.bin or model.safetensors, not {weights!r}")
     return folder
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every absolute import in a source file, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(Path(path).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found

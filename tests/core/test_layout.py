@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import imported_modules
+
 ROOT = Path(__file__).resolve().parents[2]
 ROOMS = ("convert", "quantize", "validate", "serve", "publish", "bench", "score", "train")
 ORCHESTRATORS = ("cli.py", "pipeline.py")  # the thin modules that tie the stages together
@@ -15,17 +17,6 @@ MAX_FUNCTION_LINES = 60
 
 def sources() -> list[Path]:
     return sorted(p for folder in ROOMS + ("structbert_lite",) for p in (ROOT / folder).rglob("*.py"))
-
-
-def imported_modules(path: Path) -> set[str]:
-    """Every absolute import in the file, at module level or inside functions."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-    return found
 
 
 def room_of_module(module: str) -> str | None:

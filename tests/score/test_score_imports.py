@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.builders import imported_modules
 
 SCORE_DIR = Path(__file__).resolve().parents[2] / "score"
 FORBIDDEN = ("torch", "transformers", "optimum", "modelscope", "structbert_lite.convert", "structbert_lite.quantize")
@@ -26,17 +27,10 @@ print(json.dumps({"rows": summary.rows, "modules": sorted(sys.modules)}))
 
 def test_score_sources_import_no_torch():
     for path in SCORE_DIR.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module]
-            else:
-                continue
-            for name in names:
-                top = name.split(".")[0]
-                assert top in sys.stdlib_module_names or top in ALLOWED, f"{path.name} imports {name}"
-                assert not any(name == f or name.startswith(f + ".") for f in FORBIDDEN), f"{path.name} imports {name}"
+        for name in imported_modules(path):
+            top = name.split(".")[0]
+            assert top in sys.stdlib_module_names or top in ALLOWED, f"{path.name} imports {name}"
+            assert not any(name == f or name.startswith(f + ".") for f in FORBIDDEN), f"{path.name} imports {name}"
 
 
 def test_a_scoring_process_loads_no_torch(fp32_variant, tmp_path):

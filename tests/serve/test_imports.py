@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from serve_support import LiveServer
+from tests.builders import imported_modules
 
 SERVE_DIR = Path(__file__).resolve().parents[2] / "serve"
 FORBIDDEN = ("torch", "transformers", "optimum", "modelscope", "structbert_lite.convert", "structbert_lite.quantize")
@@ -38,19 +38,12 @@ def test_serving_loads_no_torch_transformers_or_converter(tiny_artifact):
 def test_serve_sources_import_only_allowed_packages():
     allowed = {"fastapi", "starlette", "uvicorn", "pydantic", "numpy", "onnxruntime", "tokenizers", "structbert_lite"}
     for path in SERVE_DIR.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names = [node.module]
-            else:
+        for name in imported_modules(path):
+            top = name.split(".")[0]
+            if top in sys.stdlib_module_names:
                 continue
-            for name in names:
-                top = name.split(".")[0]
-                if top in sys.stdlib_module_names:
-                    continue
-                assert top in allowed, f"{path.name} imports {name}"
-                assert not name.startswith(("structbert_lite.convert", "structbert_lite.quantize")), f"{path.name} imports {name}"
+            assert top in allowed, f"{path.name} imports {name}"
+            assert not name.startswith(("structbert_lite.convert", "structbert_lite.quantize")), f"{path.name} imports {name}"
 
 
 def test_structbert_lite_serve_command_runs_without_torch(tiny_artifact, tmp_path):
