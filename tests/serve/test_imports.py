@@ -36,7 +36,7 @@ def test_serving_loads_no_torch_transformers_or_converter(tiny_artifact):
 
 
 def test_serve_sources_import_only_allowed_packages():
-    allowed = {"fastapi", "starlette", "uvicorn", "pydantic", "numpy", "onnxruntime", "tokenizers", "structbert_lite"}
+    allowed = {"fastapi", "starlette", "uvicorn", "h11", "pydantic", "numpy", "onnxruntime", "tokenizers", "structbert_lite"}
     for path in SERVE_DIR.glob("*.py"):
         for name in imported_modules(path):
             top = name.split(".")[0]
