@@ -11,7 +11,6 @@ import json
 import logging
 import warnings
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

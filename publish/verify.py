@@ -59,6 +59,13 @@ def write_sha256sums(root: Path) -> Path:
     return path
 
 
+def _file_state(path: Path, digest) -> str:
+    """'missing', 'changed' (its sha256 is not ``digest``) or '' (present and as published)."""
+    if not path.is_file():
+        return "missing"
+    return "changed" if sha256_file(path) != digest else ""
+
+
 def check_sha256sums(root: Path) -> list[str]:
     """Problems checking ``root/SHA256SUMS`` (what ``sha256sum -c`` would report)."""
     root = Path(root)
@@ -71,11 +78,9 @@ def check_sha256sums(root: Path) -> list[str]:
             problems.append(f"{SHA256SUMS}:{number}: malformed line")
             continue
         rel = rel.lstrip("*")
-        path = root / rel
-        if not path.is_file():
-            problems.append(f"{SHA256SUMS}: missing file: {rel}")
-        elif sha256_file(path) != digest:
-            problems.append(f"{SHA256SUMS}: hash mismatch: {rel}")
+        state = _file_state(root / rel, digest)
+        if state:
+            problems.append(f"{SHA256SUMS}: {'missing file' if state == 'missing' else 'hash mismatch'}: {rel}")
     return problems
 
 
@@ -97,20 +102,18 @@ def verify_set(root: Path) -> list[str]:
     manifest, problems = _read_run_manifest(root)
     listed = manifest.get("variants") or {}
     for name, record in sorted(listed.items()):
-        folder = root / name
-        if not (folder / MANIFEST_NAME).is_file():
+        state = _file_state(root / name / MANIFEST_NAME, record.get("manifest_sha256"))
+        if state == "missing":
             problems.append(f"variant {name} is listed in {RUN_MANIFEST} but missing")
-        elif sha256_file(folder / MANIFEST_NAME) != record.get("manifest_sha256"):
+        elif state:
             problems.append(f"variant {name}: manifest.json differs from the one this set published")
     for folder in variant_folders(root):
         if folder.name not in listed:
             problems.append(f"variant folder {folder.name} is not part of this set ({RUN_MANIFEST} does not list it)")
     for name, digest in sorted((manifest.get("reports") or {}).items()):
-        path = root / name
-        if not path.is_file():
-            problems.append(f"report {name} is missing")
-        elif sha256_file(path) != digest:
-            problems.append(f"report {name} was changed after publishing")
+        state = _file_state(root / name, digest)
+        if state:
+            problems.append(f"report {name} {'is missing' if state == 'missing' else 'was changed after publishing'}")
     return problems
 
 

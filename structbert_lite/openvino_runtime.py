@@ -23,12 +23,12 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
 from structbert_lite.errors import ArtifactError, ModelFileError
-from structbert_lite.runtime import load_tokenizer, predict_logits, read_label_names, read_manifest_if_any, softmax
+from structbert_lite.runtime import FolderClassifier, load_tokenizer, read_label_names, read_manifest_if_any
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def _manifest_openvino(folder: Path) -> dict:
     return section if isinstance(section, dict) else {}
 
 
-class OpenVinoClassifier:
+class OpenVinoClassifier(FolderClassifier):
     """Scores texts with a variant folder's ``openvino_model.xml``/``.bin`` on the CPU."""
 
     engine = "openvino"
@@ -151,12 +151,3 @@ class OpenVinoClassifier:
             # call) — on the tiny demo model the copy was ~0.2 of 0.87 ms per call.
             result = self._request.infer(feed, share_inputs=True)
             return np.array(result[self._output], dtype=np.float32)  # (batch, num_labels), a copy
-
-    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Logits for ``texts`` in order; batches are length-sorted so padding stays small."""
-        return predict_logits(self, texts, batch_size)
-
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[dict]:
-        probs = softmax(self.logits(texts, batch_size))
-        best = probs.argmax(axis=-1)
-        return [{"label": self.labels[b], "score": float(p[b])} for b, p in zip(best, probs)]

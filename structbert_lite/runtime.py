@@ -189,7 +189,21 @@ def create_session(model_path: Path, threads: int | None = None, optimize: bool 
         ) from None
 
 
-class OnnxClassifier:
+class FolderClassifier:
+    """What every inference engine over a variant folder shares: the engine supplies ``tokenizer``, ``labels``
+    and ``logits_for_encoding(feed)``; scoring texts is the same for all."""
+
+    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Logits for ``texts`` in order; batches are length-sorted so padding stays small."""
+        return predict_logits(self, texts, batch_size)
+
+    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[dict]:
+        probs = softmax(self.logits(texts, batch_size))
+        best = probs.argmax(axis=-1)
+        return [{"label": self.labels[b], "score": float(p[b])} for b, p in zip(best, probs)]
+
+
+class OnnxClassifier(FolderClassifier):
     """Scores texts with a variant folder's ``model.onnx``."""
 
     engine = "onnxruntime"
@@ -215,15 +229,6 @@ class OnnxClassifier:
     def logits_for_encoding(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         feed = {k: v for k, v in feed.items() if k in self._input_names}
         return self.session.run(["logits"], feed)[0]  # (batch, num_labels)
-
-    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Logits for ``texts`` in order; batches are length-sorted so padding stays small."""
-        return predict_logits(self, texts, batch_size)
-
-    def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[dict]:
-        probs = softmax(self.logits(texts, batch_size))
-        best = probs.argmax(axis=-1)
-        return [{"label": self.labels[b], "score": float(p[b])} for b, p in zip(best, probs)]
 
 
 # Inference engines by the name a manifest records under "engine" (a dict literal, ORT MODEL_TYPES style);

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import yaml
+
 from structbert_lite.constants import SPECIAL_TOKENS
 from structbert_lite.parity import PARITY_SENTENCES
 
@@ -223,3 +225,19 @@ def imported_modules(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
     return found
+
+
+def fast_validate(**overrides) -> dict:
+    """The quickest `validate:` block a pipeline test can run (one thread, one attempt, a 1x16 speed point)."""
+    block = {
+        "threads": 1, "max_attempts": 1, "speedup_point": [1, 16], "batch_invariance_rows": 8,
+        "latency": {"batch_sizes": [1], "seq_lengths": [16], "warmup": 1, "repeats": 2, "rounds": 1},
+        "throughput_rows": 16,
+    }
+    return {**block, **overrides}
+
+
+def write_config(path: Path, config: dict) -> str:
+    """``config`` as a pipeline YAML at ``path``; returns the path as the CLI takes it."""
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    return str(path)

@@ -19,7 +19,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from structbert_lite.config import EvalConfig
-from structbert_lite.constants import POLARITIES, english_label, parse_polarity, polarity_ids
+from structbert_lite.constants import english_label, parse_polarity, polarity_ids
 from structbert_lite.errors import EvalDataError
 
 logger = logging.getLogger(__name__)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
 from structbert_lite.errors import CheckpointError
-from structbert_lite.runtime import english_label, load_tokenizer, predict_logits
+from structbert_lite.runtime import FolderClassifier, english_label, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +40,9 @@ def load_baseline_model(path: str | Path, loader: str | Callable[[str], Any] = D
     return model.eval()
 
 
-class TorchClassifier:
-    """Scores texts with a PyTorch ``BertForSequenceClassification`` (FP32, inference mode, fixed threads)."""
+class TorchClassifier(FolderClassifier):
+    """Scores texts with a PyTorch ``BertForSequenceClassification`` (FP32, inference mode, fixed threads); ``logits``
+    and ``predict`` are `runtime.FolderClassifier`'s, as for the ONNX and OpenVINO variants."""
 
     def __init__(
         self, model, tokenizer_folder: Path, max_length: int = 128, threads: int | None = None, truncation: str = "head"
@@ -66,7 +67,3 @@ class TorchClassifier:
         inputs = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feed.items() if k in TORCH_INPUTS}
         with torch.inference_mode():
             return self.model(**inputs).logits.float().numpy()  # (batch, num_labels)
-
-    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Logits for ``texts`` in order, length-sorted batches like `OnnxClassifier.logits`."""
-        return predict_logits(self, texts, batch_size)

@@ -13,10 +13,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from structbert_lite.parity import PARITY_SENTENCES
-from tests.builders import self_labels, write_eval_csv, write_tiny_checkpoint
+from tests.builders import fast_validate, self_labels, write_config, write_eval_csv, write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "damo/nlp_structbert_sentiment-classification_chinese-tiny"
@@ -42,15 +41,9 @@ def release_inputs(tmp_path_factory):
             {"name": "int8-dynamic", "step": "ort-dynamic-int8", "parent": "fp32-optimized",
              "options": {"fallback": {"calibration_rows": 32}}, "gate": {"max_size_mb": 5}},
         ],
-        "validate": {
-            "threads": 1, "max_attempts": 1, "speedup_point": [1, 16], "batch_invariance_rows": 8,
-            "latency": {"batch_sizes": [1], "seq_lengths": [16], "warmup": 1, "repeats": 2, "rounds": 1},
-            "throughput_rows": 16,
-        },
+        "validate": fast_validate(),
     }
-    path = root / "release.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return checkpoint, path
+    return checkpoint, Path(write_config(root / "release.yaml", config))
 
 
 def rehearse(tmp_path: Path, checkpoint: Path, config: Path, *extra: str) -> tuple[int, str, Path]:

@@ -7,15 +7,14 @@ git blob id is checked, a damaged file is fetched again, and a partial cache is 
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
 
+from hub_support import fault_then_clean_rerun, resolve_fails
+
 from structbert_lite.convert.checkpoint import load_classifier
-from structbert_lite.convert.hub_download import INCOMPLETE_MARKER
-from structbert_lite.convert.sources import check_local_dir, resolve_source
-from structbert_lite.errors import SourceError
+from structbert_lite.convert.sources import resolve_source
 from tests.builders import write_modelscope_checkpoint
 from tests.hub_server import HubServer, point_clients_at, same_files
 
@@ -40,15 +39,6 @@ def hub(tmp_path, monkeypatch, checkpoints):
         yield server
 
 
-def _fails(spec: str, revision: str | None = None) -> tuple[str, float]:
-    started = time.monotonic()
-    with pytest.raises(SourceError) as info:
-        resolve_source(spec, revision)
-    message = str(info.value)
-    assert "\n" not in message and "Traceback" not in message
-    return message, time.monotonic() - started
-
-
 def test_download_is_byte_identical_at_a_resolved_commit(hub, checkpoints):
     source = resolve_source(SPEC)
     assert source.kind == "huggingface" and source.id == SPEC and source.endpoint == hub.url
@@ -67,9 +57,9 @@ def test_pinned_revision_resolves_to_its_commit(hub, checkpoints):
 
 
 def test_unknown_revision_and_repo_are_named(hub):
-    message, _ = _fails(SPEC, revision="nope")
+    message, _ = resolve_fails(SPEC, revision="nope")
     assert f"has {SPEC} but no revision 'nope'" in message
-    message, elapsed = _fails("hf:someone/missing")
+    message, elapsed = resolve_fails("hf:someone/missing")
     assert "has no model hf:someone/missing" in message and elapsed < 10
 
 
@@ -86,20 +76,7 @@ FAILURES = {
 
 @pytest.mark.parametrize("case", list(FAILURES))
 def test_failure_is_one_line_then_a_rerun_is_clean(hub, checkpoints, case):
-    kind, target, phrase = FAILURES[case]
-    hub.inject(kind, target)
-    message, elapsed = _fails(SPEC)
-    assert phrase in message and SPEC in message and hub.url in message
-    assert elapsed < 30
-    snapshot = snapshot_dir(hub)
-    if snapshot.is_dir():
-        assert (snapshot / INCOMPLETE_MARKER).is_file()
-        with pytest.raises(SourceError, match="did not finish"):
-            check_local_dir(str(snapshot))
-    hub.clear_faults()
-    source = resolve_source(SPEC)
-    same_files(checkpoints["main"], source.path)
-    assert not (source.path / INCOMPLETE_MARKER).exists()
+    fault_then_clean_rerun(hub, SPEC, FAILURES[case], snapshot_dir(hub), checkpoints["main"])
 
 
 def snapshot_dir(hub) -> Path:
@@ -112,10 +89,10 @@ def snapshot_dir(hub) -> Path:
 def test_a_partial_cache_is_not_returned_when_the_hub_is_down(hub):
     """huggingface_hub alone returns the cached (partial) snapshot folder when its file listing fails."""
     hub.inject("500", "pytorch_model.bin")
-    _fails(SPEC)  # config.json, vocab.txt … are cached; the weights are not
+    resolve_fails(SPEC)  # config.json, vocab.txt … are cached; the weights are not
     hub.clear_faults()
     hub.inject("500", "listing")
-    message, _ = _fails(SPEC)
+    message, _ = resolve_fails(SPEC)
     assert "HTTP 500 for the file list" in message
 
 
@@ -132,5 +109,5 @@ def test_a_damaged_cached_blob_is_fetched_again(hub, checkpoints):
 def test_offline_mode_is_an_error_not_the_cache(hub, monkeypatch):
     resolve_source(SPEC)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    message, _ = _fails(SPEC)
+    message, _ = resolve_fails(SPEC)
     assert "HF_HUB_OFFLINE is set" in message and "--model DIR" in message

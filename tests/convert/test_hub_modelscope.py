@@ -9,15 +9,14 @@ import hashlib
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from hub_support import fault_then_clean_rerun, resolve_fails
+
 from structbert_lite.convert.checkpoint import load_classifier
-from structbert_lite.convert.hub_download import INCOMPLETE_MARKER
-from structbert_lite.convert.sources import check_local_dir, resolve_source
-from structbert_lite.errors import SourceError
+from structbert_lite.convert.sources import resolve_source
 from tests.builders import write_modelscope_checkpoint
 from tests.hub_server import HubServer, point_clients_at, same_files
 
@@ -41,15 +40,6 @@ def hub(tmp_path, monkeypatch, checkpoints):
             server.add_repo(model_id, checkpoints["master"], {"v1.0.1": checkpoints["v1.0.1"]})
         point_clients_at(monkeypatch.setenv, server.url, tmp_path)
         yield server
-
-
-def _fails(spec: str, revision: str | None = None) -> tuple[str, float]:
-    started = time.monotonic()
-    with pytest.raises(SourceError) as info:
-        resolve_source(spec, revision)
-    message = str(info.value)
-    assert "\n" not in message and "Traceback" not in message
-    return message, time.monotonic() - started
 
 
 @pytest.mark.parametrize("model_id", [MODEL, RENAMED])
@@ -77,16 +67,16 @@ def test_pinned_revision(hub, checkpoints):
 
 
 def test_unknown_revision_is_named(hub):
-    message, _ = _fails(MODEL, revision="v9")
+    message, _ = resolve_fails(MODEL, revision="v9")
     assert f"has model '{MODEL}' but no revision 'v9'" in message
 
 
 def test_404_names_the_id_and_suggests_iic_for_damo(hub):
-    message, elapsed = _fails("damo/nlp_structbert_no-such-model")
+    message, elapsed = resolve_fails("damo/nlp_structbert_no-such-model")
     assert "has no model 'damo/nlp_structbert_no-such-model' (HTTP 404)" in message
     assert "try --model iic/nlp_structbert_no-such-model" in message and "--model DIR" in message
     assert elapsed < 10
-    message, _ = _fails("iic/nlp_structbert_no-such-model")
+    message, _ = resolve_fails("iic/nlp_structbert_no-such-model")
     assert "has no model 'iic/nlp_structbert_no-such-model'" in message and "moved" not in message
 
 
@@ -104,21 +94,8 @@ FAILURES = {
 
 @pytest.mark.parametrize("case", list(FAILURES))
 def test_failure_is_one_line_then_a_rerun_is_clean(hub, checkpoints, case):
-    kind, target, phrase = FAILURES[case]
-    hub.inject(kind, target)
-    message, elapsed = _fails(MODEL)
-    assert phrase in message and MODEL in message and hub.url in message
-    assert elapsed < 30  # bounded: seconds (2 s idle limits in tests), never the clients' minutes
-    snapshot = Path(hub_cache(hub)) / "master"
-    if snapshot.is_dir() and target != "listing":
-        assert (snapshot / INCOMPLETE_MARKER).is_file()  # what is left there is never taken for a checkpoint
-        with pytest.raises(SourceError, match="did not finish"):
-            check_local_dir(str(snapshot))
-    hub.clear_faults()
-    source = resolve_source(MODEL)
-    same_files(checkpoints["master"], source.path)
-    assert not (source.path / INCOMPLETE_MARKER).exists() and not list(source.path.glob("*.incomplete"))
-    load_classifier(source.path)
+    path = fault_then_clean_rerun(hub, MODEL, FAILURES[case], Path(hub_cache(hub)) / "master", checkpoints["master"])
+    load_classifier(path)
 
 
 def hub_cache(hub) -> Path:
@@ -159,7 +136,7 @@ def test_connection_refused_is_quick_and_says_how_to_work_offline(monkeypatch, t
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     point_clients_at(monkeypatch.setenv, f"http://127.0.0.1:{port}", tmp_path)
-    message, elapsed = _fails(MODEL)
+    message, elapsed = resolve_fails(MODEL)
     assert "connection refused" in message and "--model DIR" in message and "make demo" in message
     assert elapsed < 15
 

@@ -10,12 +10,11 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
 
 from structbert_lite.cli import EXIT_SPEED_UNVERIFIED, main
 from structbert_lite.parity import PARITY_SENTENCES
 from structbert_lite.publish.output_set import RUN_MANIFEST, runs_root
-from tests.builders import self_labels, write_eval_csv, write_tiny_checkpoint
+from tests.builders import fast_validate, self_labels, write_config, write_eval_csv, write_tiny_checkpoint
 from tests.ci.modelscope_repo import write_modelscope_repo
 from tests.hub_server import HubServer, point_clients_at
 
@@ -49,15 +48,9 @@ def fp32_config(tmp_path: Path) -> str:
         "model": {"max_length": 64},
         "eval": {"min_accuracy": 0.5},
         "variants": [{"name": "fp32", "step": "export", "gate": {"max_logit_diff": 0.001, "min_agreement": 0.999}}],
-        "validate": {
-            "threads": 1, "max_attempts": 1, "speedup_point": [1, 16], "batch_invariance_rows": 8,
-            "latency": {"batch_sizes": [1], "seq_lengths": [16], "warmup": 1, "repeats": 2, "rounds": 1},
-            "throughput_rows": 16,
-        },
+        "validate": fast_validate(),
     }
-    path = tmp_path / "fp32.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return str(path)
+    return write_config(tmp_path / "fp32.yaml", config)
 
 
 def served_key_remaps(repo: Path) -> dict[str, int]:

@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
 from structbert_lite.publish.output_set import RUN_MANIFEST, runs_root
 from structbert_lite.publish.verify import verify_tree
 from tests.builders import self_labels, write_eval_csv, write_tiny_checkpoint

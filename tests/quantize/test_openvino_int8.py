@@ -7,7 +7,6 @@ import logging
 import numpy as np
 import pytest
 
-from structbert_lite.artifact import Artifact
 from structbert_lite.convert.checkpoint import load_classifier, save_checkpoint
 from structbert_lite.errors import ConfigError, GraphStructureError
 from structbert_lite.openvino_runtime import MODEL_BIN, MODEL_XML, OpenVinoClassifier

@@ -14,19 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from structbert_lite.artifact import Artifact
 from structbert_lite.cli import EXIT_ERROR, EXIT_SPEED_UNVERIFIED, main
 from structbert_lite.config import parse_config
-from structbert_lite.convert.checkpoint import load_classifier, save_checkpoint
+from structbert_lite.convert.checkpoint import load_classifier
 from structbert_lite.errors import CheckpointError, ConfigError
 from structbert_lite.pipeline import build_variants
 from structbert_lite.train import compare_student, distill, student as student_init, teacher_logits
 from structbert_lite.train.state import STATE_FILE
 from structbert_lite.train.trainer import IGNORE_LABEL
 from structbert_lite.train.transfer import build_transfer_set, read_user_rows
-from tests.builders import self_labels, step_context, tiny_model, write_eval_csv
+from tests.builders import fast_validate, self_labels, step_context, tiny_model, write_config, write_eval_csv
 from tests.train import distill_worker
 from tests.train.synthetic import VOCAB, make_reviews, tiny_checkpoint, write_table
 
@@ -230,12 +229,9 @@ def chain_config(tmp_path, with_student: bool = True) -> str:
         ]
     config = {
         "name": "tiny-distill", "model": {"max_length": 32}, "eval": {"min_accuracy": 0.5}, "variants": variants,
-        "validate": {"threads": 1, "latency": {"batch_sizes": [1], "seq_lengths": [16], "warmup": 1, "repeats": 2, "rounds": 1},
-                     "throughput_rows": 8, "max_attempts": 1, "speedup_point": [1, 16], "batch_invariance_rows": 4},
+        "validate": fast_validate(throughput_rows=8, batch_invariance_rows=4),
     }
-    path = tmp_path / f"tiny-{'distill' if with_student else 'teacher'}.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    return str(path)
+    return write_config(tmp_path / f"tiny-{'distill' if with_student else 'teacher'}.yaml", config)
 
 
 def test_run_distills_exports_and_gates_the_student_against_the_teacher(tmp_path, teacher_dir, transfer_csv, capsys):
