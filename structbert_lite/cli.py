@@ -67,6 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     require_convert_extra("run")
     cfg = load_config(args.config)
     from structbert_lite.pipeline import RunOptions, run
+    from structbert_lite.validate.report import fastest_published
 
     opts = RunOptions(args.model, args.eval, args.text_column, args.label_column, args.out, args.quiet,
                       distill_data=args.distill_data)
@@ -77,6 +78,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_GATE
     print(result.summary)
     print(f"\nPublished {len(result.published)} variant(s) as one set: {result.out}; report: {result.report_md}")
+    fastest = fastest_published(result.report)
+    if fastest:
+        print(fastest)
+    if result.left_out:
+        print(f"Left out (optional, failed on this machine; see the report): {', '.join(result.left_out)}",
+              file=sys.stderr)
     if not result.speed_verified:
         print(
             "Speed NOT verified: the machine was busy while speed was measured (see report.md); the speed checks "

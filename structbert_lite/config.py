@@ -106,6 +106,9 @@ class VariantConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="the step's options (its Options schema)")
     gate: Optional[GateConfig] = Field(None, description="publishing thresholds (None: published without checks)")
     publish: Bool = Field(True, description="measure, gate and publish it (false: an intermediate, e.g. a checkpoint)")
+    required: Bool = Field(True, description=(
+        "false: when its step fails or it misses its gate it is left out of the set and named in the report, "
+        "and the run still succeeds (for variants that only pay on some CPUs, e.g. openvino-int8 without VNNI)"))
 
     @field_validator("name")
     @classmethod

@@ -53,7 +53,8 @@ class RunResult:
     passed: bool
     speed_verified: bool
     published: dict[str, Path]  # variant -> OUT/variant
-    failed: list[str]
+    failed: list[str]  # required variants that failed: the run fails
+    left_out: list[str]  # optional variants (required: false) that failed: not published, the run goes on
     summary: str  # plain-text gate table
     out: Path
 
@@ -185,7 +186,7 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
     from structbert_lite.publish.output_set import OutputSet
     from structbert_lite.publish.publisher import publish_run
     from structbert_lite.validate import stage as validate_stage
-    from structbert_lite.validate.report import summary_table
+    from structbert_lite.validate.report import failed_variants, summary_table
 
     cfg = apply_overrides(cfg, opts)
     out = Path(opts.out) if opts.out else default_out_dir(cfg)
@@ -209,8 +210,8 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
                                         opts.quiet, output.work / "speed")
         validation.report["training"] = training_records(built)
         published = publish_run(output, validation, built, cfg, cfg.publish.license)
-    failed = [e["name"] for e in validation.entries if not e["gate"]["passed"]]
-    result = RunResult(validation.report, not failed, validation.speed_verified, published, failed,
+    failed, left_out = failed_variants(validation.entries), failed_variants(validation.entries, required=False)
+    result = RunResult(validation.report, not failed, validation.speed_verified, published, failed, left_out,
                        summary_table(validation.report), Path(out))
     if failed:
         raise GateError(

@@ -4,7 +4,7 @@
 
     {name, created_at, passed, eval: {...}, settings: {...}, machine: {...}, versions: {...}, config: {...},
      baseline: {name, path, metrics: {...}},
-     variants: [{name, published, path, kept_previous, gate: {passed, checks: [{name, value, limit, passed}]},
+     variants: [{name, published, path, required, gate: {passed, checks: [{name, value, limit, passed}]},
                  metrics: {accuracy, agreement, max_abs_logit_diff, speedup, size_bytes, latency_ms,
                            peak_rss_mb, ...}, flipped: [{text, gold, baseline, variant}]}]}
 
@@ -41,12 +41,12 @@ def build_report(
     machine: dict[str, Any],
     versions: dict[str, Any],
 ) -> dict[str, Any]:
-    """Assemble the report dict; ``passed`` is true when every variant passed its gate."""
+    """Assemble the report dict; ``passed`` is true when every required variant passed its gate."""
     return {
         "schema": REPORT_SCHEMA,
         "name": name,
         "created_at": utc_now(),
-        "passed": all(v["gate"]["passed"] for v in variants),
+        "passed": not failed_variants(variants),
         "eval": eval_info,
         "settings": settings,
         "baseline": baseline,
@@ -92,13 +92,54 @@ def _rows(report: dict[str, Any]) -> list[tuple[str, dict, Optional[dict]]]:
     return [(base["name"], base["metrics"], None)] + [(v["name"], v["metrics"], v) for v in report["variants"]]
 
 
+def failed_variants(variants: list[dict], required: bool = True) -> list[str]:
+    """Names of the variants that failed (their step or their gate): the required ones, or the optional ones."""
+    return [v["name"] for v in variants if not v["gate"]["passed"] and v.get("required", True) is required]
+
+
+def _is_student(report: dict[str, Any], name: str) -> bool:
+    """Whether ``name`` descends from a distill step (per the run's config): a different, smaller model."""
+    variants = {v["name"]: v for v in (report.get("config") or {}).get("variants") or []}
+    seen = set()
+    while name in variants and name not in seen:
+        seen.add(name)
+        if variants[name].get("step") == "distill":
+            return True
+        name = variants[name].get("parent")
+    return False
+
+
+def fastest_published(report: dict[str, Any], markdown: bool = False) -> Optional[str]:
+    """One sentence naming the fastest published variant at the speedup point - and, when that is a distilled
+    student, also the fastest of the source model's own variants; None when nothing published was timed."""
+    timed = [v for v in report["variants"] if v.get("published") and (v["metrics"] or {}).get("speedup")]
+    if not timed:
+        return None
+    bold = "**" if markdown else ""
+
+    def describe(entry: dict) -> str:
+        m = entry["metrics"]
+        return (f"{bold}{entry['name']}{bold}, {m['speedup']:.2f}x PyTorch FP32 (accuracy drop "
+                f"{_fmt(m.get('accuracy_drop'), '+.2f')} pts, agreement {_fmt(m.get('agreement'), '.4f')})")
+
+    best = max(timed, key=lambda v: v["metrics"]["speedup"])
+    batch, tokens = report["settings"]["speedup_point"]
+    text = f"Fastest published variant at {batch}×{tokens} on this CPU: {describe(best)}"
+    own = [v for v in timed if not _is_student(report, v["name"])]
+    if _is_student(report, best["name"]) and own:
+        text += f"; of the source model's own variants: {describe(max(own, key=lambda v: v['metrics']['speedup']))}"
+    verified = (report["settings"].get("speed_trust") or {}).get("verified", True)
+    return text + ("." if verified else " (speed not verified).")
+
+
 def _verdict(entry: Optional[dict]) -> str:
     if entry is None:
         return "baseline"
+    optional = "" if entry.get("required", True) else " (optional)"
     if any(c["name"] == "step" for c in entry["gate"]["checks"]):
-        return "✗ step failed, not published"
+        return f"✗ step failed, not published{optional}"
     mark = "✓ pass" if entry["gate"]["passed"] else "✗ FAIL"
-    return f"{mark}, {'published' if entry['published'] else 'not published'}"
+    return f"{mark}, {'published' if entry['published'] else 'not published' + optional}"
 
 
 SUMMARY_COLUMNS = (
@@ -203,6 +244,9 @@ def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.
 def _intro_lines(report: dict[str, Any]) -> list[str]:
     s = report["settings"]
     verdict = "✓ all variants passed the gate" if report["passed"] else "✗ at least one variant failed the gate"
+    left_out = failed_variants(report["variants"], required=False)
+    if left_out:
+        verdict += f"; optional, failed and left out: {', '.join(left_out)}"
     lines = [
         f"# Validation report: {report['name']}", "", f"{verdict}. Created {report['created_at']}.", "",
         f"Every model ran on the same thread budget (**{s.get('threads')}** intra-op threads), truncation at "
@@ -210,6 +254,9 @@ def _intro_lines(report: dict[str, Any]) -> list[str]:
         f"{s['speedup_point'][1]} tokens. MB = 2^20 bytes.", "",
         f"How speed was measured: {s.get('speed_method', '—')}", "",
     ]
+    fastest = fastest_published(report, markdown=True)
+    if fastest:
+        lines += [fastest, ""]
     trust = s.get("speed_trust") or {}
     if trust and not trust.get("verified", True):
         lines += [

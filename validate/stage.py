@@ -217,6 +217,9 @@ def run(
         gate = evaluate_gate(v.variant, metrics, cfg.variant(v.variant).gate, verified)
         entries.append(_entry(v.variant, gate, metrics, invariance[v.variant]))
     entries += [_entry(name, failed_step_gate(reason), {}, None) for name, reason in failures.items()]
+    required = {v.name: v.required for v in cfg.variants}
+    for entry in entries:
+        entry["required"] = required.get(entry["name"], True)
     order = {v.name: i for i, v in enumerate(cfg.variants)}
     entries.sort(key=lambda e: order.get(e["name"], len(order)))
     report = _report(cfg, base_metrics, baseline, entries, eval_set, measured, buckets)

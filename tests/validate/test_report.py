@@ -8,6 +8,7 @@ from rich.console import Console
 
 from structbert_lite.validate.report import (
     build_report,
+    fastest_published,
     plot_latency,
     render_markdown,
     rich_summary_table,
@@ -27,7 +28,7 @@ def sample_report(passed: bool = False) -> dict:
         {"name": "min_speedup", "metric": "speedup", "value": 1.2, "limit": 1.5, "passed": passed},
         {"name": "max_peak_rss_mb", "metric": "peak_rss_mb", "value": None, "limit": 500, "passed": False,
          "detail": "peak_rss_mb was not measured, so max_peak_rss_mb cannot pass"}]}
-    variant = {"name": "int8-dynamic", "published": False, "path": None, "kept_previous": False, "gate": gate,
+    variant = {"name": "int8-dynamic", "published": False, "path": None, "required": True, "gate": gate,
                "metrics": {**base["metrics"], "accuracy_drop": 0.4, "agreement": 0.99, "max_abs_logit_diff": 0.03,
                            "speedup": 1.2, "flipped_count": 1},
                "flipped": [{"text": "还|行", "gold": "Positive", "baseline": "Positive", "variant": "Negative"}]}
@@ -74,3 +75,40 @@ def test_markdown_flags_unverified_speed_and_shows_long_texts():
     assert "| int8-dynamic | min_speedup | 888 | 1.5 | ✓ (speed not verified) |" in md
     assert "888.00x (not verified)" in md and "no: served one at a time" in md
     assert "2 eval texts (20.0%) are longer than 128 tokens" in md and "head+tail): 1.0000" in md
+
+
+def _published(name: str, speedup: float, drop: float, agreement: float) -> dict:
+    return {"name": name, "published": True, "path": name, "required": True, "gate": {"passed": True, "checks": []},
+            "metrics": {"speedup": speedup, "accuracy_drop": drop, "agreement": agreement}, "flipped": []}
+
+
+def test_the_fastest_published_variant_is_named_and_a_student_beside_the_source_models_own():
+    report = sample_report()
+    report["variants"] += [_published("fp32", 1.8, 0.0, 1.0), _published("int8-dynamic-2", 3.8, 0.1, 0.999),
+                           _published("student-int8", 12.3, 0.5, 0.968)]
+    report["config"] = {"variants": [
+        {"name": "fp32", "step": "export", "parent": "source"},
+        {"name": "int8-dynamic-2", "step": "ort-dynamic-int8", "parent": "fp32"},
+        {"name": "student", "step": "distill", "parent": "source"},
+        {"name": "student-int8", "step": "ort-dynamic-int8", "parent": "student"}]}
+    line = fastest_published(report)
+    assert line == ("Fastest published variant at 1×32 on this CPU: student-int8, 12.30x PyTorch FP32 (accuracy drop "
+                    "+0.50 pts, agreement 0.9680); of the source model's own variants: int8-dynamic-2, 3.80x PyTorch "
+                    "FP32 (accuracy drop +0.10 pts, agreement 0.9990).")
+    assert "**student-int8**" in render_markdown(report)
+    report["variants"].pop()  # without the student: one variant named; the unpublished 1.2x one never is
+    report["settings"]["speed_trust"] = {"verified": False, "reasons": []}
+    assert fastest_published(report).startswith("Fastest published variant at 1×32 on this CPU: int8-dynamic-2, 3.80x")
+    assert fastest_published(report).endswith("agreement 0.9990) (speed not verified).")
+    report["variants"] = report["variants"][:1]
+    assert fastest_published(report) is None
+
+
+def test_an_optional_variant_that_failed_does_not_fail_the_report():
+    report = sample_report()
+    report["variants"][0]["required"] = False
+    rebuilt = build_report("demo", report["baseline"], report["variants"], report["eval"], report["settings"],
+                           report["config"], report["machine"], report["versions"])
+    assert rebuilt["passed"]
+    md = render_markdown(rebuilt)
+    assert "optional, failed and left out: int8-dynamic" in md and "✗ FAIL, not published (optional)" in md
