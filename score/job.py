@@ -20,7 +20,7 @@ from typing import Callable, Optional
 
 import pandas as pd
 
-from structbert_lite.artifact import manifest_digest, verify_folder
+from structbert_lite.artifact import manifest_digest, refuse_a_set, verify_folder
 from structbert_lite.errors import ArtifactError
 from structbert_lite.runtime import read_label_names
 from structbert_lite.score import ScoreError, outputs
@@ -116,6 +116,7 @@ class _Tally:
 def check_artifact(folder: Path) -> tuple[list[str], str]:
     """(label names, manifest digest) of a variant folder that verifies against its manifest."""
     folder = Path(folder)
+    refuse_a_set(folder)
     problems = verify_folder(folder)
     if problems:
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from structbert_lite.artifact import manifest_digest, read_manifest, verify_folder
+from structbert_lite.artifact import manifest_digest, read_manifest, refuse_a_set, verify_folder
 from structbert_lite.errors import ArtifactError, ConfigError
 from structbert_lite.runtime import load_tokenizer, open_variant, predict_logits, read_checkpoint_labels, softmax
 
@@ -140,6 +140,7 @@ def resolve_max_length(settings: ServeSettings, manifest: dict[str, Any], folder
 def load_engine(artifact_dir: Path, settings: ServeSettings) -> Engine:
     """Verify ``artifact_dir`` against its manifest, check the CPU, load the model. Raises ArtifactError."""
     folder = Path(artifact_dir)
+    refuse_a_set(folder)  # a set is not "tampered", just the wrong folder
     problems = verify_folder(folder)
     if problems:
         listing = "\n  - ".join(problems)

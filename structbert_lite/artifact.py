@@ -110,14 +110,42 @@ def write_manifest(folder: Path, fields: dict[str, Any]) -> dict[str, Any]:
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
-        raise ArtifactError(
+        raise ArtifactError(set_hint(Path(folder)) or (
             f"{folder} has no {MANIFEST_NAME}: it is not a published structbert-lite variant folder "
             "(point at e.g. artifacts/demo/int8-dynamic)"
-        )
+        ))
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}); the folder is corrupt, re-publish it") from exc
+
+
+def set_hint(folder: Path) -> str | None:
+    """For a folder that holds variant folders (a published set) rather than being one: which one to point at -
+    the fastest published at the speedup point in the set's report.json, else int8-dynamic, else the first."""
+    if not folder.is_dir():
+        return None
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / MANIFEST_NAME).is_file())
+    if not names:
+        return None
+    pick, why = ("int8-dynamic" if "int8-dynamic" in names else names[0]), ""
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+        timed = {v["name"]: v["metrics"]["speedup"] for v in report["variants"]
+                 if v["name"] in names and (v.get("metrics") or {}).get("speedup")}
+        if timed:
+            pick = max(timed, key=timed.get)
+            batch, tokens = report["settings"]["speedup_point"]
+            why = f", the fastest at {batch}×{tokens} in its report ({timed[pick]:.2f}x PyTorch FP32)"
+    return (f"{folder} is a published set of {len(names)} variants ({', '.join(names)}), not one variant folder: "
+            f"point at one of them, e.g. {folder / pick}{why}")
+
+
+def refuse_a_set(folder: Path) -> None:
+    """Raise ArtifactError naming the variant to use when ``folder`` is a published set, not one variant."""
+    hint = None if (Path(folder) / MANIFEST_NAME).is_file() else set_hint(Path(folder))
+    if hint:
+        raise ArtifactError(hint)
 
 
 def manifest_digest(folder: Path) -> str:

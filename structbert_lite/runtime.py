@@ -13,6 +13,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from structbert_lite.artifact import set_hint
 from structbert_lite.constants import english_label
 from structbert_lite.errors import ArtifactError, ConfigError, ModelFileError
 
@@ -256,9 +257,13 @@ def engine_class(engine: str):
 
 
 def read_manifest_if_any(folder: Path) -> dict:
-    """The folder's manifest.json as a dict ({} when it has none); invalid JSON is an ArtifactError."""
+    """The folder's manifest.json as a dict ({} when it has none); invalid JSON, or a published set's folder
+    given where one variant belongs, is an ArtifactError."""
     path = Path(folder) / "manifest.json"
     if not path.is_file():
+        hint = set_hint(Path(folder))
+        if hint:
+            raise ArtifactError(hint)
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from serve_support import free_port
 
 from structbert_lite.artifact import read_manifest, write_manifest
 from structbert_lite.errors import ArtifactError, ConfigError
+from structbert_lite.runtime import open_variant
 from structbert_lite.serve.app import create_app
 from structbert_lite.serve.cpu_flags import check_cpu_flags, read_cpu_flags
 from structbert_lite.serve.server import add_serve_arguments, is_loopback, settings_from_args
@@ -44,6 +47,25 @@ def test_tampered_or_incomplete_folder_is_refused(artifact_copy, damage, fragmen
     with pytest.raises(ArtifactError, match="refusing to serve") as info:
         create_app(artifact_copy)
     assert fragment in str(info.value)
+
+
+def test_a_published_set_is_refused_naming_the_variant_to_use(tiny_artifact, tmp_path):
+    """`--artifact artifacts/demo` (the set) instead of a variant: the variants are named, and the fastest one."""
+    root = tmp_path / "demo"
+    for name in ("fp32", "int8-dynamic"):
+        shutil.copytree(tiny_artifact, root / name)
+    with pytest.raises(ArtifactError) as info:
+        create_app(root)
+    message = str(info.value)
+    assert message == (f"{root} is a published set of 2 variants (fp32, int8-dynamic), not one variant folder: "
+                       f"point at one of them, e.g. {root / 'int8-dynamic'}")
+    report = {"settings": {"speedup_point": [1, 32]}, "variants": [
+        {"name": "fp32", "metrics": {"speedup": 2.0}}, {"name": "int8-dynamic", "metrics": {"speedup": 1.5}},
+        {"name": "not-published", "metrics": {"speedup": 9.0}}]}
+    (root / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    with pytest.raises(ArtifactError) as info:
+        open_variant(root)  # the Python API and the tools share the hint
+    assert str(info.value).endswith(f"e.g. {root / 'fp32'}, the fastest at 1×32 in its report (2.00x PyTorch FP32)")
 
 
 def test_missing_folder_is_refused(tmp_path):
