@@ -181,7 +181,7 @@ def build_variants(cfg: PipelineConfig, source: Artifact, base_ctx: StepContext)
 
 
 def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
-    """Run the whole pipeline; raises `GateError` (after publishing what passed) when a variant failed."""
+    """Run the whole pipeline; raises `GateError` (after publishing what passed) when a required variant failed."""
     from structbert_lite.convert.tokenizer_files import write_tokenizer_files
     from structbert_lite.publish.output_set import OutputSet
     from structbert_lite.publish.publisher import publish_run
