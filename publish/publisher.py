@@ -121,7 +121,8 @@ def publish_run(output: OutputSet, validation, built: dict[str, Artifact], cfg, 
     published = {}
     for entry in validation.entries:
         if not entry["gate"]["passed"]:
-            logger.warning("%s failed the gate: not published", entry["name"])
+            optional = "" if entry.get("required", True) else " (optional: left out, the run goes on)"
+            logger.warning("%s failed the gate: not published%s", entry["name"], optional)
             continue
         publish_variant(output, built[entry["name"]], entry, validation, cfg, license_id)
         published[entry["name"]] = output.out / entry["name"]

@@ -175,7 +175,8 @@ def build_variants(cfg: PipelineConfig, source: Artifact, base_ctx: StepContext)
                 raise OSError(errno.ENOSPC, "No space left on device", str(ctx.work_dir)) from None
             failures[variant.name] = f"step {variant.step} failed: {describe_step_error(exc)}"
         if variant.name in failures:
-            logger.error("%s: %s", variant.name, failures[variant.name])
+            level = logging.ERROR if variant.required else logging.WARNING  # an optional one is left out, no more
+            logger.log(level, "%s: %s", variant.name, failures[variant.name])
     built.pop(SOURCE)
     return built, failures
 
