@@ -224,16 +224,17 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
 
 
 def training_records(built: dict) -> dict[str, dict]:
-    """What each training step (distill) recorded, for the report: sizes, data, time, cache hits (not the curve).
+    """What each training step (distill) recorded, for the report: sizes, data, time, cache hits (the curve is
+    in its training.json).
 
     A student's children (its export, int8...) carry the same record in their manifests: it is listed once, under
     the variant that trained it (``built`` is in build order)."""
     records: dict[str, dict] = {}
     for name, artifact in built.items():
         record = artifact.meta.get("distill")
-        if record and not any(record is seen or record == seen for seen in records.values()):
+        if record and record not in records.values():
             records[name] = record
-    return {name: {k: v for k, v in record.items() if k != "curve"} for name, record in records.items()}
+    return records
 
 
 def _torch_reference(model):

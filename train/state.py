@@ -16,7 +16,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 from structbert_lite.artifact import fsync_dir
 
@@ -26,21 +26,27 @@ STATE_FILE = "state.pt"
 BEST_PREFIX = "best-epoch-"
 
 
-def save_atomically(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, rename over ``path``."""
-    import torch
-
+def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """``write(fh)`` into a temporary file beside ``path``, fsync, rename over ``path``: a kill leaves the old
+    file or the new one."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def save_atomically(obj: Any, path: Path) -> None:
+    """``torch.save`` of ``obj`` to ``path``, atomically (`write_atomically`)."""
+    import torch
+
+    write_atomically(path, lambda fh: torch.save(obj, fh))
 
 
 def capture_rng() -> dict:

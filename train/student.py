@@ -66,9 +66,8 @@ def student_config(teacher_config, sizes: dict, extra: Optional[dict] = None):
 
 
 def choose_init(init: str, init_from: Optional[str], teacher_config, sizes: dict) -> str:
-    """The init actually used (``auto`` resolved); an impossible combination is a `ConfigError`."""
-    if init_from and init not in ("auto", "checkpoint"):
-        raise ConfigError(f"distill: init_from is set but init is {init!r}; use init: checkpoint (or auto)")
+    """The init actually used (``auto`` resolved); an impossible combination is a `ConfigError` (init_from with
+    another init than auto/checkpoint is already refused by the distill step's Options)."""
     if init == "checkpoint" and not init_from:
         raise ConfigError("distill: init: checkpoint needs init_from (a folder, a ModelScope id or hf:<owner>/<name>)")
     if init == "auto":

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -24,6 +23,8 @@ import numpy as np
 
 from structbert_lite.artifact import Artifact, hash_folder
 from structbert_lite.errors import ConfigError
+from structbert_lite.train.state import write_atomically
+from structbert_lite.train.transfer import texts_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def teacher_digest(variant: Optional[Artifact], checkpoint_hashes: dict) -> str:
 
 def cache_key(digest: str, texts: Sequence[str], max_length: int) -> str:
     body = {"format": KEY_FORMAT, "teacher": digest, "max_length": max_length, "truncation": "head",
-            "texts": hashlib.sha256(json.dumps(list(texts), ensure_ascii=False).encode("utf-8")).hexdigest()}
+            "texts": texts_sha256(texts)}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -80,23 +81,15 @@ def read_cached(path: Optional[Path], rows: int, labels: int) -> Optional[np.nda
 def write_cached(path: Path, logits: np.ndarray) -> None:
     """Temp file + rename: a kill leaves the old cache entry or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.save(fh, logits, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomically(path, lambda fh: np.save(fh, logits, allow_pickle=False))
 
 
 def open_teacher(variant: Optional[Artifact], model, tokenizer_dir: Path, max_length: int, threads: int):
     """A classifier with ``.tokenizer``/``.labels``/``.logits_for_encoding``: the variant's engine, or PyTorch."""
     if variant is not None:
-        from structbert_lite.runtime import engine_class
+        from structbert_lite.runtime import engine_class, variant_engine
 
-        engine = engine_class(variant.meta.get("engine") or "onnxruntime")
+        engine = engine_class(variant_engine(variant.path, variant.meta))
         return engine(variant.path, max_length=max_length, threads=threads, truncation="head")
     from structbert_lite.validate.torch_baseline import TorchClassifier
 
@@ -117,7 +110,7 @@ def teacher_logits(
     quiet: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """(logits (rows, labels) in text order, record) — read from the cache or computed and cached."""
-    from structbert_lite.runtime import predict_logits
+    from structbert_lite.runtime import predict_logits, variant_engine
 
     started = time.perf_counter()
     key = cache_key(teacher_digest(variant, checkpoint_hashes), texts, max_length)
@@ -133,7 +126,7 @@ def teacher_logits(
             write_cached(path, logits)
     record = {
         "scored_with": variant.variant if variant is not None else "pytorch",
-        "engine": (variant.meta.get("engine") or "onnxruntime") if variant is not None else "torch",
+        "engine": variant_engine(variant.path, variant.meta) if variant is not None else "torch",
         "why": why,
         "rows": len(texts),
         "max_length": max_length,

@@ -239,12 +239,12 @@ def train(
         with _progress(batches, f"{desc} epoch {epoch}/{settings.epochs}", quiet) as bar:
             epoch_record = _run_epoch(model, train_set, bar, optimizer, scheduler, loss_fn, settings, device)
         epoch_record = {"epoch": epoch, **epoch_record}
-        improved, new_best = _close_epoch(model, heldout, settings, device, record, epoch_record)
-        best_weights = new_best if improved else best_weights
-        _log_epoch(desc, epoch_record, settings.epochs, improved and epoch_record["heldout_accuracy"] is not None,
-                   record["stopped"])
+        new_best = _close_epoch(model, heldout, settings, device, record, epoch_record)
+        best_weights = best_weights if new_best is None else new_best
+        improved = new_best is not None and epoch_record["heldout_accuracy"] is not None
+        _log_epoch(desc, epoch_record, settings.epochs, improved, record["stopped"])
         if state_dir is not None:
-            _save(state_dir, record, fingerprint, model, optimizer, scheduler, best_weights if improved else None)
+            _save(state_dir, record, fingerprint, model, optimizer, scheduler, new_best)
         if on_epoch is not None:
             on_epoch(epoch_record)
     if best_weights is not None:
@@ -255,8 +255,8 @@ def train(
                        seconds=round(time.perf_counter() - started, 1), device=str(device), trainable_parameters=trainable)
 
 
-def _close_epoch(model, heldout, settings: TrainSettings, device, record: dict, epoch_record: dict) -> tuple[bool, Optional[dict]]:
-    """Score the epoch on ``heldout``, update the early-stopping ``record``; (improved, the weights if improved)."""
+def _close_epoch(model, heldout, settings: TrainSettings, device, record: dict, epoch_record: dict) -> Optional[dict]:
+    """Score the epoch on ``heldout``, update the early-stopping ``record``; the epoch's weights if it improved."""
     epoch = epoch_record["epoch"]
     acc = None
     if heldout is not None:
@@ -273,7 +273,7 @@ def _close_epoch(model, heldout, settings: TrainSettings, device, record: dict, 
     record["epoch"] = epoch
     patience_spent = settings.patience is not None and record["bad_epochs"] >= settings.patience
     record["stopped"] = patience_spent and epoch < settings.epochs
-    return improved, weights
+    return weights
 
 
 def _resume(state_dir, fingerprint: str, model, optimizer, scheduler, desc: str) -> tuple[dict, Optional[dict]]:
