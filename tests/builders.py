@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import time
 from pathlib import Path
 
 import yaml
@@ -241,3 +242,13 @@ def write_config(path: Path, config: dict) -> str:
     """``config`` as a pipeline YAML at ``path``; returns the path as the CLI takes it."""
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return str(path)
+
+
+def wait_for_file(path: Path, worker, what: str, poll_s: float, timeout_s: float = 180.0) -> None:
+    """Until ``path`` exists; the ``worker`` process exiting first, or ``timeout_s`` passing, fails the test."""
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if worker.poll() is not None:
+            raise AssertionError(f"worker exited early ({worker.returncode}): {worker.stderr.read()[-2000:]}")
+        assert time.monotonic() < deadline, f"worker did not {what} in time"
+        time.sleep(poll_s)

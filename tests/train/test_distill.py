@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,9 @@ from structbert_lite.train import compare_student, distill, student as student_i
 from structbert_lite.train.state import STATE_FILE
 from structbert_lite.train.trainer import IGNORE_LABEL
 from structbert_lite.train.transfer import build_transfer_set, read_user_rows
-from tests.builders import fast_validate, self_labels, step_context, tiny_model, write_config, write_eval_csv
+from tests.builders import (
+    fast_validate, self_labels, step_context, tiny_model, wait_for_file, write_config, write_eval_csv,
+)
 from tests.train import distill_worker
 from tests.train.synthetic import VOCAB, make_reviews, tiny_checkpoint, write_table
 
@@ -191,12 +192,7 @@ def test_a_killed_distill_run_resumes_to_the_uninterrupted_weights(tmp_path, tea
     state = cache / distill.STATE_FOLDER / "student" / STATE_FILE
     worker = subprocess.Popen([sys.executable, distill_worker.__file__, str(teacher_dir), str(data), str(cache),
                                str(tmp_path / "killed")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while not state.exists():
-        if worker.poll() is not None:
-            raise AssertionError(f"worker exited early ({worker.returncode}): {worker.stderr.read()[-2000:]}")
-        assert time.monotonic() < deadline, "worker did not finish an epoch in time"
-        time.sleep(0.005)
+    wait_for_file(state, worker, "finish an epoch", poll_s=0.005)
     os.kill(worker.pid, signal.SIGSTOP)  # freeze it at once, then look at what it saved
     saved_epoch = torch.load(state, map_location="cpu", weights_only=True)["epoch"]
     os.kill(worker.pid, signal.SIGKILL)

@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 from structbert_lite.train.state import STATE_FILE
+from tests.builders import wait_for_file
 from tests.train import resume_worker
 
 WORKER = Path(resume_worker.__file__)
@@ -23,12 +23,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(tmp_path):
         [sys.executable, str(WORKER), str(state_dir), str(tmp_path / "never.pt"), "--hang-after-epoch", "1", str(marker)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    deadline = time.monotonic() + 180
-    while not marker.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"worker exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
-        assert time.monotonic() < deadline, "worker did not finish epoch 1 in time"
-        time.sleep(0.2)
+    wait_for_file(marker, proc, "finish epoch 1", poll_s=0.2)
     os.kill(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     saved = torch.load(state_dir / STATE_FILE, map_location="cpu", weights_only=True)
