@@ -97,16 +97,19 @@ def failed_variants(variants: list[dict], required: bool = True) -> list[str]:
     return [v["name"] for v in variants if not v["gate"]["passed"] and v.get("required", True) is required]
 
 
-def _is_student(report: dict[str, Any], name: str) -> bool:
-    """Whether ``name`` descends from a distill step (per the run's config): a different, smaller model."""
+def _steps_up(report: dict[str, Any], name: str) -> list[str]:
+    """The steps that made ``name``, its own first, then its parent's... (per the run's config)."""
     variants = {v["name"]: v for v in (report.get("config") or {}).get("variants") or []}
-    seen = set()
-    while name in variants and name not in seen:
-        seen.add(name)
-        if variants[name].get("step") == "distill":
-            return True
+    steps: list[str] = []
+    while name in variants and len(steps) <= len(variants):
+        steps.append(variants[name].get("step"))
         name = variants[name].get("parent")
-    return False
+    return steps
+
+
+def _is_student(report: dict[str, Any], name: str) -> bool:
+    """Whether ``name`` descends from a distill step: a different, smaller model."""
+    return "distill" in _steps_up(report, name)
 
 
 def fastest_published(report: dict[str, Any], markdown: bool = False) -> Optional[str]:
@@ -128,6 +131,11 @@ def fastest_published(report: dict[str, Any], markdown: bool = False) -> Optiona
     own = [v for v in timed if not _is_student(report, v["name"])]
     if _is_student(report, best["name"]) and own:
         text += f"; of the source model's own variants: {describe(max(own, key=lambda v: v['metrics']['speedup']))}"
+    peer = next((v for v in report["variants"] if (v["metrics"] or {}).get("speedup") and v is not best
+                 and _steps_up(report, v["name"])[:1] == ["openvino-int8"] and not _is_student(report, v["name"])), None)
+    if peer:  # the strongest outside optimizer, OpenVINO int8 by NNCF, as a variant of the same run
+        text += (f"; {best['name']} is {best['metrics']['speedup'] / peer['metrics']['speedup']:.2f}x the source "
+                 f"model's OpenVINO + NNCF int8 ({peer['name']}) in the same run")
     verified = (report["settings"].get("speed_trust") or {}).get("verified", True)
     return text + ("." if verified else " (speed not verified).")
 

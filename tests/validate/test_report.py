@@ -96,6 +96,12 @@ def test_the_fastest_published_variant_is_named_and_a_student_beside_the_source_
                     "+0.50 pts, agreement 0.9680); of the source model's own variants: int8-dynamic-2, 3.80x PyTorch "
                     "FP32 (accuracy drop +0.10 pts, agreement 0.9990).")
     assert "**student-int8**" in render_markdown(report)
+    report["variants"].append({**_published("openvino-int8", 2.0, 0.1, 0.997), "published": False})  # measured, not published
+    report["config"]["variants"].append({"name": "openvino-int8", "step": "openvino-int8", "parent": "fp32"})
+    assert fastest_published(report).endswith("; student-int8 is 6.15x the source model's OpenVINO + NNCF int8 "
+                                              "(openvino-int8) in the same run.")
+    report["variants"].pop()
+    report["config"]["variants"].pop()
     report["variants"].pop()  # without the student: one variant named; the unpublished 1.2x one never is
     report["settings"]["speed_trust"] = {"verified": False, "reasons": []}
     assert fastest_published(report).startswith("Fastest published variant at 1×32 on this CPU: int8-dynamic-2, 3.80x")
