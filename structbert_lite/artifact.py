@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from structbert_lite.errors import ArtifactError
+from structbert_lite.files import fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -198,15 +199,6 @@ def fsync_tree(folder: Path) -> None:
             with open(path, "rb") as fh:
                 os.fsync(fh.fileno())
     fsync_dir(folder)
-
-
-def fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsynced
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @contextlib.contextmanager
