@@ -28,7 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from structbert_lite.artifact import fsync_dir
+from structbert_lite.artifact import MANIFEST_NAME, fsync_dir
 from structbert_lite.errors import ArtifactError, StructbertLiteError
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ SHARED_CHECKPOINT = "checkpoint"
 CACHE_DIR = "cache"
 LOCK_NAME = ".lock"
 RUN_ID = re.compile(r"^\d{8}-\d{6}-\d+$")  # run folder names: UTC timestamp and pid
+RUNS_ROOT = re.compile(r"^\.(.+)\.runs$")  # ``.demo.runs``: the run folders of the set ``demo`` beside it
+LEGACY = "legacy"  # a pre-symlink set moved into the runs root; kept for reference, never a run to prune
 
 
 class OutputBusyError(StructbertLiteError):
@@ -49,6 +51,45 @@ def runs_root(out: Path) -> Path:
     """``OUT``'s hidden sibling that holds the run folders (``artifacts/demo`` → ``artifacts/.demo.runs``)."""
     out = Path(out)
     return out.parent / f".{out.name}.runs"
+
+
+def _set_of_run_folder(folder: Path) -> Path:
+    """The published path of the set a run folder belongs to (``.demo.runs/<run>`` → ``demo``), else the folder."""
+    match = RUNS_ROOT.match(folder.parent.name)
+    return folder.parent.parent / match.group(1) if match else folder
+
+
+def published_set_holding(folder: Path) -> Optional[str]:
+    """What ``folder`` is, when writing into it would damage a published set (its runs root, a run folder, a
+    variant folder, or a copied set); None for any other folder."""
+    folder = Path(folder)
+    match = RUNS_ROOT.match(folder.name)
+    if match:
+        return f"the run folders of the published set {folder.parent / match.group(1)}"
+    if RUNS_ROOT.match(folder.parent.name):
+        return f"{folder.name}, kept by the published set {_set_of_run_folder(folder)}"
+    if (folder / RUN_MANIFEST).is_file():
+        return f"the published set {folder}"
+    if (folder / MANIFEST_NAME).is_file():
+        holder = folder.parent
+        where = f" of the published set {_set_of_run_folder(holder)}" if (holder / RUN_MANIFEST).is_file() else ""
+        return f"the variant folder {folder}{where}"
+    return None
+
+
+def _is_a_copied_set(folder: Path) -> bool:
+    """A real folder holding a set that is not one of a runs root's run folders (``cp -rL artifacts/demo x``): it
+    is adopted as a legacy run like a pre-symlink set."""
+    return (folder / RUN_MANIFEST).is_file() and not RUNS_ROOT.match(folder.parent.name)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a run folder (or a symlink in its place: the link, never what it points at); failures are raised,
+    not ignored, so `keep_runs` keeps bounding the disk or the user is told why not."""
+    if path.is_symlink() or not path.is_dir():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path)
 
 
 class OutputSet:
@@ -65,12 +106,11 @@ class OutputSet:
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
     def __enter__(self) -> "OutputSet":
-        self._check_out_path()
+        self._check_out_path()  # read-only: a refused --out leaves nothing behind, not even the lock file
         created_root = not self.root.exists()
         self.root.mkdir(parents=True, exist_ok=True)
-        self._created_root = created_root
-        self._lock()
         try:
+            self._lock()
             self._adopt_legacy_folder()
             self._remove_incomplete_runs()
             stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -78,6 +118,8 @@ class OutputSet:
             (self.run_dir / WORK_DIR).mkdir(parents=True)
         except BaseException:
             self._unlock()
+            if created_root:  # never the lock file of a run that holds it
+                self._remove_root_if_empty()
             raise
         return self
 
@@ -139,6 +181,7 @@ class OutputSet:
         return None
 
     def _check_out_path(self) -> None:
+        """Refuse an ``OUT`` this run must not write (one line naming the set it would damage); changes nothing."""
         if self.out.is_symlink():
             target = os.readlink(self.out)
             if Path(target).is_absolute() or Path(os.path.normpath(os.path.join(self.out.parent, target))).parent != self.root:
@@ -148,22 +191,51 @@ class OutputSet:
                 )
         elif self.out.exists() and not self.out.is_dir():
             raise ArtifactError(f"output path {self.out} exists and is not a folder: choose another --out")
+        elif self.out.is_dir():
+            itself = Path(os.path.realpath(self.out))
+            damaged = None if _is_a_copied_set(itself) else published_set_holding(itself)
+            if damaged:
+                self._refuse_inside(damaged)
+        parent = Path(os.path.realpath(self.out.parent))
+        for folder in (parent, *parent.parents):
+            damaged = published_set_holding(folder)
+            if damaged:
+                self._refuse_inside(damaged)
+        if not self.out.is_symlink() and self.out.is_dir():
+            self._check_legacy_folder()
 
-    def _adopt_legacy_folder(self) -> None:
-        """A real folder at ``OUT`` (an empty one, or a set published before sets were atomic) becomes a run."""
-        if self.out.is_symlink() or not self.out.is_dir():
-            return
-        entries = [p for p in self.out.iterdir()]
+    def _refuse_inside(self, damaged: str) -> None:
+        raise ArtifactError(
+            f"--out {self.out} is (or is inside) {damaged}: publishing there would damage it; choose an --out "
+            "outside every published set (e.g. artifacts/<name>; nothing was changed)"
+        )
+
+    def _check_legacy_folder(self) -> None:
+        """A real folder at ``OUT`` must be empty or look like a set published before sets were atomic."""
+        entries = list(self.out.iterdir())
         if not entries:
-            self.out.rmdir()
             return
-        known = any((p / "manifest.json").is_file() for p in entries if p.is_dir()) or (self.out / "report.json").is_file()
+        known = any((p / MANIFEST_NAME).is_file() for p in entries if p.is_dir()) or (self.out / "report.json").is_file()
         if not known:
             raise ArtifactError(
                 f"output folder {self.out} exists and holds files that are not a structbert-lite output set: "
                 "choose another --out (nothing was changed)"
             )
-        legacy = self.root / "legacy"
+
+    def _adopt_legacy_folder(self) -> None:
+        """A real folder at ``OUT`` (an empty one, or a set published before sets were atomic) becomes a run.
+        `_check_out_path` has refused anything else."""
+        if self.out.is_symlink() or not self.out.is_dir():
+            return
+        if not any(self.out.iterdir()):
+            self.out.rmdir()
+            return
+        legacy = self.root / LEGACY
+        if os.path.lexists(legacy):
+            raise ArtifactError(
+                f"{self.out} is a real folder and {legacy} already holds an earlier one: move one of them away "
+                "(nothing was changed)"
+            )
         os.rename(self.out, legacy)
         checkpoint = legacy / SHARED_CHECKPOINT
         if checkpoint.is_dir() and not checkpoint.is_symlink() and not self.shared_checkpoint.exists():
@@ -179,7 +251,7 @@ class OutputSet:
                 continue
             if not (entry / RUN_MANIFEST).is_file():
                 logger.warning("removing %s, left by an interrupted run", entry)
-                shutil.rmtree(entry, ignore_errors=True)
+                remove_tree(entry)
         for stale in self.out.parent.glob(f".{self.out.name}.link-*"):
             with contextlib.suppress(OSError):
                 stale.unlink()
@@ -190,7 +262,7 @@ class OutputSet:
             key=lambda p: p.name,
         )
         for old in runs[: max(0, len(runs) - (self.keep_runs - 1))]:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old)
             logger.info("removed the old run %s (publish.keep_runs=%d)", old.name, self.keep_runs)
 
     def _lock(self) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from structbert_lite.artifact import write_json, write_manifest
 from structbert_lite.errors import ArtifactError
+from structbert_lite.publish.output_set import RUN_ID as RUN_ID_PATTERN
 from structbert_lite.publish.output_set import RUN_MANIFEST, OutputBusyError, OutputSet, runs_root
 from structbert_lite.publish.verify import verify_tree
 
@@ -184,3 +185,57 @@ def test_verify_catches_an_edited_or_incomplete_set(tmp_path, edit):
         shutil.rmtree(run / "fp32")
     problems = [p for ps in verify_tree(out).values() for p in ps]
     assert problems, edit
+
+
+def _set_state(out: Path) -> dict:
+    """Every path under the set's parent (links as their targets): a refusal must leave it exactly so."""
+    state = {}
+    for path in sorted(out.parent.rglob("*")):
+        rel = str(path.relative_to(out.parent))
+        state[rel] = os.readlink(path) if path.is_symlink() else (path.stat().st_size if path.is_file() else "dir")
+    return state
+
+
+@pytest.mark.parametrize("where", ["run folder", "variant/sub", "set/newset", "variant", "runs root", "checkpoint/x"])
+def test_an_out_inside_a_published_set_is_refused_and_changes_nothing(tmp_path, where):
+    out = tmp_path / "artifacts" / "demo"
+    fake_run(out, "A")
+    (runs_root(out) / "checkpoint").mkdir()
+    run = out.resolve()
+    target = {
+        "run folder": run, "variant/sub": out / "int8-dynamic" / "sub", "set/newset": out / "newset",
+        "variant": out / "int8-dynamic", "runs root": runs_root(out) / "other", "checkpoint/x": out / "checkpoint" / "x",
+    }[where]
+    before = _set_state(out)
+    with pytest.raises(ArtifactError, match=f"would damage it.*|{out}") as caught:
+        with OutputSet(target):
+            pass
+    message = str(caught.value)
+    assert "\n" not in message and str(out) in message and "would damage" in message, message
+    assert _set_state(out) == before  # no lock file, no hidden runs folder, nothing moved
+    assert all(not problems for problems in verify_tree(out).values())
+
+
+def test_a_refused_foreign_folder_leaves_no_lock_behind(tmp_path):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "cat.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(ArtifactError, match="not a structbert-lite output set"):
+        with OutputSet(out):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def test_pruning_removes_a_symlinked_run_not_what_it_points_at(tmp_path):
+    out = tmp_path / "demo"
+    fake_run(out, "A")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / RUN_MANIFEST).write_text("{}")
+    (elsewhere / "keep.txt").write_text("mine")
+    os.symlink(elsewhere, runs_root(out) / "20000101-000000-1")  # the oldest "run", a symlink
+    fake_run(out, "B")
+    fake_run(out, "C")
+    names = sorted(p.name for p in runs_root(out).iterdir() if RUN_ID_PATTERN.match(p.name))
+    assert len(names) == 2 and "20000101-000000-1" not in names  # keep_runs=2 bounds the runs again
+    assert (elsewhere / "keep.txt").read_text() == "mine"
