@@ -18,7 +18,13 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from structbert_lite.artifact import MANIFEST_NAME, content_digest, sha256_file, verify_folder
+from structbert_lite.artifact import (
+    MANIFEST_NAME,
+    content_digest,
+    sha256_file,
+    unsafe_entry,
+    verify_folder,
+)
 from structbert_lite.publish.output_set import RUN_MANIFEST
 
 logger = logging.getLogger(__name__)
@@ -59,11 +65,21 @@ def write_sha256sums(root: Path) -> Path:
     return path
 
 
-def _file_state(path: Path, digest) -> str:
-    """'missing', 'changed' (its sha256 is not ``digest``) or '' (present and as published)."""
+def _file_state(root: Path, rel, digest) -> str:
+    """'refused' (not a plain name inside ``root``), 'symlink', 'missing', 'changed' (its sha256 is not
+    ``digest``) or '' (present and as published). Nothing outside ``root`` is ever read."""
+    if unsafe_entry(rel):
+        return "refused"
+    path = root / rel
+    if any((root / Path(*Path(rel).parts[: n + 1])).is_symlink() for n in range(len(Path(rel).parts))):
+        return "symlink"
     if not path.is_file():
         return "missing"
     return "changed" if sha256_file(path) != digest else ""
+
+
+STATE_WORDS = {"refused": "is not a plain name inside the folder (refused)", "symlink": "is a symlink (refused)",
+               "missing": "is missing", "changed": "was changed after publishing"}
 
 
 def check_sha256sums(root: Path) -> list[str]:
@@ -78,9 +94,10 @@ def check_sha256sums(root: Path) -> list[str]:
             problems.append(f"{SHA256SUMS}:{number}: malformed line")
             continue
         rel = rel.lstrip("*")
-        state = _file_state(root / rel, digest)
+        state = _file_state(root, rel, digest)
         if state:
-            problems.append(f"{SHA256SUMS}: {'missing file' if state == 'missing' else 'hash mismatch'}: {rel}")
+            word = {"missing": "missing file", "changed": "hash mismatch"}.get(state, f"refused ({state})")
+            problems.append(f"{SHA256SUMS}: {word}: {rel[:80]}")
     return problems
 
 
@@ -101,19 +118,24 @@ def verify_set(root: Path) -> list[str]:
     """Problems of a published set as a whole (the folders themselves are checked by `verify_folder`)."""
     manifest, problems = _read_run_manifest(root)
     listed = manifest.get("variants") or {}
-    for name, record in sorted(listed.items()):
-        state = _file_state(root / name / MANIFEST_NAME, record.get("manifest_sha256"))
+    for name, record in sorted(listed.items(), key=lambda item: str(item[0])):
+        digest = record.get("manifest_sha256") if isinstance(record, dict) else None
+        state = "refused" if unsafe_entry(name) or "/" in name else _file_state(root, f"{name}/{MANIFEST_NAME}", digest)
         if state == "missing":
             problems.append(f"variant {name} is listed in {RUN_MANIFEST} but missing")
-        elif state:
+        elif state == "changed":
             problems.append(f"variant {name}: manifest.json differs from the one this set published")
+        elif state:
+            problems.append(f"variant {str(name)[:80]!r} listed in {RUN_MANIFEST} {STATE_WORDS[state]}")
     for folder in variant_folders(root):
+        if folder.is_symlink():
+            problems.append(f"variant folder {folder.name} is a symlink to {os.readlink(folder)} (refused)")
         if folder.name not in listed:
             problems.append(f"variant folder {folder.name} is not part of this set ({RUN_MANIFEST} does not list it)")
-    for name, digest in sorted((manifest.get("reports") or {}).items()):
-        state = _file_state(root / name, digest)
+    for name, digest in sorted((manifest.get("reports") or {}).items(), key=lambda item: str(item[0])):
+        state = _file_state(root, name, digest)
         if state:
-            problems.append(f"report {name} {'is missing' if state == 'missing' else 'was changed after publishing'}")
+            problems.append(f"report {str(name)[:80]} {STATE_WORDS[state]}")
     return problems
 
 

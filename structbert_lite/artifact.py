@@ -154,8 +154,39 @@ def manifest_digest(folder: Path) -> str:
     return sha256_file(Path(folder) / MANIFEST_NAME)
 
 
+def unsafe_entry(rel) -> str | None:
+    """Why a manifest entry is not a plain relative name of a file inside its folder (None when it is)."""
+    if not isinstance(rel, str) or not rel or "\x00" in rel or "\\" in rel:
+        return "not a plain relative file name"
+    if rel.startswith("/") or Path(rel).is_absolute():
+        return "an absolute path"
+    if any(part in ("", ".", "..") for part in rel.split("/")):
+        return "it steps outside the folder or is not normalized"
+    return None
+
+
+def folder_entries(folder: Path) -> tuple[list[str], list[str]]:
+    """(regular files, symlinks) under ``folder`` as relative posix paths; symlinks are listed, never followed."""
+    files, links = [], []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        base = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            path = base / name
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                links.append(rel)
+            elif name in filenames:
+                files.append(rel)
+        dirnames[:] = sorted(d for d in dirnames if not (base / d).is_symlink())
+    return sorted(files), sorted(links)
+
+
 def verify_folder(folder: Path) -> list[str]:
-    """Problems found checking ``folder`` against its manifest; an empty list means it verifies."""
+    """Problems found checking ``folder`` against its manifest; an empty list means it verifies.
+
+    Entries must be plain relative names of regular files inside the folder; a symlink anywhere in it is a
+    problem (a published folder holds real files only); no digest of a file the manifest does not list is read.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return [f"{folder} is not a directory"]
@@ -169,16 +200,38 @@ def verify_folder(folder: Path) -> list[str]:
     problems = []
     if manifest.get("manifest_digest") != content_digest(manifest):
         problems.append(f"{MANIFEST_NAME} was edited after publishing (its content does not match its manifest_digest)")
-    for rel, digest in sorted(expected.items()):
-        path = folder / rel
-        if not path.is_file():
-            problems.append(f"missing file: {rel}")
-        elif sha256_file(path) != digest:
-            problems.append(f"hash mismatch: {rel} (expected {digest[:12]}…, got {sha256_file(path)[:12]}…)")
-    for rel in hash_folder(folder):
-        if rel not in expected:
+    files, links = folder_entries(folder)
+    problems += [f"symlink (a published folder holds real files only): {rel} -> {os.readlink(folder / rel)}"
+                 for rel in links]
+    present = set(files)
+    for rel, digest in sorted(expected.items(), key=lambda item: str(item[0])):
+        unsafe = unsafe_entry(rel)
+        if unsafe:
+            problems.append(f"manifest entry {str(rel)[:80]!r} refused: {unsafe}")
+        elif rel not in present:
+            if rel not in links:
+                problems.append(f"missing file: {rel}")
+        elif sha256_file(folder / rel) != digest:
+            problems.append(f"hash mismatch: {rel} (expected {str(digest)[:12]}…, got {sha256_file(folder / rel)[:12]}…)")
+    for rel in files:
+        if rel not in expected and rel != MANIFEST_NAME:
             problems.append(f"unexpected file not in manifest: {rel}")
     return problems + _missing_required(manifest.get("format") or "onnx", expected)
+
+
+def ensure_verified(folder: Path, action: str = "load") -> None:
+    """Raise ArtifactError (one line) unless ``folder`` is one variant folder that verifies against its manifest:
+    the check `serve` and `score` make before they answer (`structbert_lite.load` makes it too)."""
+    folder = Path(folder)
+    refuse_a_set(folder)  # a set is not "tampered", just the wrong folder
+    problems = verify_folder(folder)
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ArtifactError(
+            f"refusing to {action} {folder}: it does not match its manifest (tampered or incompletely copied): "
+            f"{'; '.join(problems[:3])}{more}. Re-publish it or copy the whole folder again "
+            "(`structbert-lite verify` lists every problem)"
+        )
 
 
 def _missing_required(fmt: str, listed: dict) -> list[str]:

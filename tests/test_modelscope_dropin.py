@@ -45,6 +45,7 @@ def variant(tmp_path_factory):
 
     model = tiny_model(seed=3)
     folder = export_variant(model, tmp_path_factory.mktemp("api") / "fp32", TINY_VOCAB)
+    (folder / "README.md").write_text("# tiny\n", encoding="utf-8")  # load() verifies the folder as serve does
     write_manifest(folder, {"name": "tiny", "variant": "fp32", "config": {"model": {"max_length": 128}}})
     return folder, model
 

@@ -94,3 +94,54 @@ def test_sha256sums_matches_sha256sum_and_catches_changes(published):
 def test_module_entry_point(published, capsys):
     assert main([str(published / "fp32"), "--write-sha256sums"]) == 1  # SHA256SUMS is not in its manifest
     assert (published / "fp32" / "SHA256SUMS").is_file() and "with problems" in capsys.readouterr().out
+
+
+def _resign(folder: Path, **files) -> None:
+    """Rewrite the manifest with ``files`` entries added (a digest that matches its content: only the entries lie)."""
+    import json
+
+    from structbert_lite.artifact import content_digest
+
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["files"].update(files)
+    manifest["manifest_digest"] = content_digest(manifest)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+@pytest.mark.parametrize("entry", ["../secret.txt", "ABSOLUTE", "sub/../../secret.txt", "./model.onnx"])
+@pytest.mark.parametrize("right_hash", [True, False])
+def test_manifest_entries_outside_the_folder_are_refused_and_never_hashed_aloud(published, tmp_path, entry, right_hash):
+    from structbert_lite.artifact import sha256_file
+
+    secret = published / "secret.txt"
+    secret.write_text("not yours", encoding="utf-8")
+    real = sha256_file(secret)
+    entry = str(secret) if entry == "ABSOLUTE" else entry
+    _resign(published / "fp32", **{entry: real if right_hash else "0" * 64})
+    code, text = run_verify(published / "fp32")
+    assert code == 1 and "refused" in text and real[:12] not in text, text
+
+
+def test_a_listed_file_replaced_by_a_symlink_is_refused_by_verify_and_serve(published, tmp_path):
+    from structbert_lite.errors import ArtifactError
+    from structbert_lite.serve.engine import load_engine
+    from structbert_lite.serve.settings import ServeSettings
+
+    folder = published / "fp32"
+    copy = tmp_path / "elsewhere.json"
+    shutil.copyfile(folder / "tokenizer.json", copy)
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer.json").symlink_to(copy)  # identical bytes: only the link is wrong
+    code, text = run_verify(folder)
+    assert code == 1 and "symlink" in text and "tokenizer.json" in text
+    with pytest.raises(ArtifactError, match="symlink"):
+        load_engine(folder, ServeSettings())
+
+
+def test_a_symlink_to_a_directory_inside_the_folder_is_reported(published, tmp_path):
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "x.bin").write_bytes(b"x")
+    (published / "fp32" / "extra").symlink_to(tmp_path / "outside", target_is_directory=True)
+    code, text = run_verify(published / "fp32")
+    assert code == 1 and "symlink" in text and "extra" in text
