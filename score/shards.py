@@ -3,14 +3,14 @@
 A shard is a row range of one input file (``SHARD_ROWS`` rows). Each finished shard is one Parquet part
 holding its result columns only (label, score, prob_*, error; the input columns are re-read when the
 output is assembled) plus a JSON sidecar with its row count and the part's sha256, both written as
-temp + rename, the sidecar last. A re-run with the same plan skips every shard whose part verifies
-against its sidecar and redoes the rest::
+temp + fsync + rename (`files.atomic_path`), the sidecar last. A re-run with the same plan skips every
+shard whose part verifies against its sidecar and redoes the rest::
 
     scored.parquet.parts/
       plan.json                      artifact digest, input files (path, size, mtime, rows), text column, shard size
       part-00000-000000000000.parquet
       part-00000-000000000000.json   {"rows": 512, "sha256": "...", ...}
-      .lock                          flock held by the running job: two runs never write one output
+      .lock                          lock (files.try_lock) held by the running job: two runs never write one output
 
 The folder is deleted once the output is committed, and on an error when it holds no finished shard.
 """
@@ -18,10 +18,8 @@ The folder is deleted once the output is committed, and on an error when it hold
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -30,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 
 from structbert_lite.artifact import sha256_file
+from structbert_lite.files import atomic_path, atomic_write, try_lock
 from structbert_lite.score import ScoreError
 
 logger = logging.getLogger(__name__)
@@ -66,12 +65,6 @@ def plan_shards(file_rows: Sequence[int], shard_rows: int = SHARD_ROWS) -> list[
     ]
 
 
-def _write_atomically(path: Path, write) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    write(temp)
-    os.replace(temp, path)
-
-
 class PartStore:
     """The parts folder of one output; use as a context manager (it holds the folder's lock)."""
 
@@ -79,7 +72,7 @@ class PartStore:
         self.folder = Path(folder)
         self.plan = plan
         self.schema = result_schema
-        self._lock_fd = None
+        self._held = None
         self._created = False
 
     def __enter__(self) -> "PartStore":
@@ -92,7 +85,7 @@ class PartStore:
             if plan_path.is_file():
                 self._check_plan(plan_path)
             else:
-                _write_atomically(plan_path, lambda p: p.write_text(json.dumps(self.plan, indent=2), encoding="utf-8"))
+                atomic_write(plan_path, json.dumps(self.plan, indent=2))
         except BaseException:
             self._unlock()
             raise
@@ -106,20 +99,16 @@ class PartStore:
         self._unlock()
 
     def _lock(self) -> None:
-        self._lock_fd = os.open(self.folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._held = try_lock(self.folder / LOCK_FILE)
+        if self._held is None:
             raise ScoreError(
                 f"another `structbert-lite score` is writing {self.folder}; wait for it or choose another --output"
-            ) from None
+            )
 
     def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock
-            self._lock_fd = None
+        if self._held is not None:
+            self._held.release()
+            self._held = None
 
     def _check_plan(self, plan_path: Path) -> None:
         try:
@@ -165,10 +154,11 @@ class PartStore:
             raise ScoreError(f"internal error: {shard.name} got {len(results)} results for {shard.rows} rows")
         part, sidecar = self._paths(shard)
         table = pa.Table.from_pandas(results, schema=self.schema, preserve_index=False)
-        _write_atomically(part, lambda p: pq.write_table(table, p))
+        with atomic_path(part) as tmp:
+            pq.write_table(table, tmp)
         meta = {"rows": shard.rows, "file_index": shard.file_index, "start": shard.start, "stop": shard.stop,
                 "sha256": sha256_file(part)}
-        _write_atomically(sidecar, lambda p: p.write_text(json.dumps(meta), encoding="utf-8"))
+        atomic_write(sidecar, json.dumps(meta))
 
     def read(self, shard: Shard) -> pd.DataFrame:
         """``shard``'s result columns, checked against its sidecar again."""

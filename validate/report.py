@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any, Optional
 
 from structbert_lite.artifact import utc_now, write_json
+from structbert_lite.files import atomic_path, atomic_write
+from structbert_lite.markdown import fmt, table
 
 logger = logging.getLogger(__name__)
 
@@ -57,29 +58,14 @@ def build_report(
     }
 
 
-def _write_atomic(path: Path, write) -> Path:
-    """Write via a temp file + rename so a reader never sees half a report."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def write_report_json(report: dict[str, Any], path: Path) -> Path:
-    return _write_atomic(Path(path), lambda tmp: write_json(tmp, report))
+    """report.json through a temporary file, so a reader never sees half a report."""
+    with atomic_path(path) as tmp:
+        write_json(tmp, report)
+    return Path(path)
 
 
 # ---------------------------------------------------------------- formatting
-
-
-def _fmt(value: Any, spec: str = ".3f", suffix: str = "") -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, float)):
-        return f"{value:{spec}}{suffix}"
-    return str(value)
 
 
 def _mb(value: Any) -> Optional[float]:
@@ -123,7 +109,7 @@ def fastest_published(report: dict[str, Any], markdown: bool = False) -> Optiona
     def describe(entry: dict) -> str:
         m = entry["metrics"]
         return (f"{bold}{entry['name']}{bold}, {m['speedup']:.2f}x PyTorch FP32 (accuracy drop "
-                f"{_fmt(m.get('accuracy_drop'), '+.2f')} pts, agreement {_fmt(m.get('agreement'), '.4f')})")
+                f"{fmt(m.get('accuracy_drop'), '+.2f')} pts, agreement {fmt(m.get('agreement'), '.4f')})")
 
     best = max(timed, key=lambda v: v["metrics"]["speedup"])
     batch, tokens = report["settings"]["speedup_point"]
@@ -157,7 +143,7 @@ SUMMARY_COLUMNS = (
 
 
 def _speed(value: Any, entry: Optional[dict]) -> str:
-    text = _fmt(value, ".2f", "x")
+    text = fmt(value, ".2f", "x")
     if entry is not None and entry["gate"].get("speed_verified") is False and value is not None:
         return text + " (not verified)"
     return text
@@ -178,15 +164,15 @@ def _summary_cells(report: dict[str, Any]) -> list[list[str]]:
             [
                 name,
                 _verdict(entry),
-                _fmt(m.get("accuracy"), ".4f"),
-                _fmt(m.get("accuracy_drop"), "+.2f"),
-                _fmt(m.get("agreement"), ".4f"),
-                _fmt(m.get("max_abs_logit_diff"), ".3g"),
-                _fmt(latency, ".2f"),
+                fmt(m.get("accuracy"), ".4f"),
+                fmt(m.get("accuracy_drop"), "+.2f"),
+                fmt(m.get("agreement"), ".4f"),
+                fmt(m.get("max_abs_logit_diff"), ".3g"),
+                fmt(latency, ".2f"),
                 _speed(m.get("speedup"), entry),
                 _speed(m.get("speedup_vs_parent"), entry),
-                _fmt(_mb(m.get("size_bytes")), ".1f"),
-                _fmt(m.get("peak_rss_mb"), ".0f"),
+                fmt(_mb(m.get("size_bytes")), ".1f"),
+                fmt(m.get("peak_rss_mb"), ".0f"),
                 _invariant(entry),
             ]
         )
@@ -198,7 +184,7 @@ def _failed_checks(report: dict[str, Any]) -> list[str]:
     for v in report["variants"]:
         for c in v["gate"]["checks"]:
             if not c["passed"]:
-                detail = c.get("detail") or f"value {_fmt(c['value'], '.4g')} vs limit {c['limit']}"
+                detail = c.get("detail") or f"value {fmt(c['value'], '.4g')} vs limit {c['limit']}"
                 lines.append(f"✗ {v['name']}: {c['name']} — {detail}")
     return lines
 
@@ -217,32 +203,23 @@ def rich_summary_table(report: dict[str, Any]):
     """The same table as a `rich.table.Table` for the CLI (``Console().print(table)``)."""
     from rich.table import Table
 
-    table = Table(title=f"structbert-lite gate: {report['name']}")
+    rich_table = Table(title=f"structbert-lite gate: {report['name']}")
     for column in SUMMARY_COLUMNS:
-        table.add_column(column, justify="left" if column in ("model", "gate") else "right")
+        rich_table.add_column(column, justify="left" if column in ("model", "gate") else "right")
     for row, (_, _, entry) in zip(_summary_cells(report), _rows(report)):
         style = None if entry is None else ("green" if entry["gate"]["passed"] else "red")
-        table.add_row(*row, style=style)
-    return table
+        rich_table.add_row(*row, style=style)
+    return rich_table
 
 
 # ---------------------------------------------------------------- report.md
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    def esc(cell: str) -> str:
-        return str(cell).replace("|", "\\|").replace("\n", " ")
-
-    out = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    return out + [""]
-
-
 def render_markdown(report: dict[str, Any], plot_name: Optional[str] = "latency.png") -> str:
     """A report a person can read: gate verdicts, accuracy, speed/memory, latency grid, flips, environment."""
     lines = _intro_lines(report)
-    lines += ["## Gate", ""] + _md_table(["variant", "check", "value", "limit", "verdict"], _gate_rows(report))
-    lines += ["## Summary", ""] + _md_table(list(SUMMARY_COLUMNS), _summary_cells(report))
+    lines += ["## Gate", ""] + table(["variant", "check", "value", "limit", "verdict"], _gate_rows(report))
+    lines += ["## Summary", ""] + table(list(SUMMARY_COLUMNS), _summary_cells(report))
     lines += _accuracy_lines(report) + _speed_lines(report) + _grid_lines(report, plot_name)
     lines += _training_lines(report.get("training")) + _bucket_lines(report.get("length_buckets"))
     lines += _flip_lines(report) + _environment_lines(report)
@@ -284,7 +261,7 @@ def _gate_rows(report: dict[str, Any]) -> list[list[str]]:
             verdict = "✓" if c["passed"] else "✗"
             if c.get("verified") is False:
                 verdict += " (speed not verified)"
-            rows.append([v["name"], c["name"], _fmt(c["value"], ".4g"), _fmt(c["limit"], "g"), verdict])
+            rows.append([v["name"], c["name"], fmt(c["value"], ".4g"), fmt(c["limit"], "g"), verdict])
     return rows
 
 
@@ -293,16 +270,16 @@ def _accuracy_lines(report: dict[str, Any]) -> list[str]:
     for name, m, _ in _rows(report):
         per = m.get("per_class") or {}
         rows.append(
-            [name, _fmt(m.get("accuracy"), ".4f"), _fmt(m.get("macro_f1"), ".4f")]
-            + [f"{_fmt(c.get('precision'), '.3f')} / {_fmt(c.get('recall'), '.3f')} / {_fmt(c.get('f1'), '.3f')}"
+            [name, fmt(m.get("accuracy"), ".4f"), fmt(m.get("macro_f1"), ".4f")]
+            + [f"{fmt(c.get('precision'), '.3f')} / {fmt(c.get('recall'), '.3f')} / {fmt(c.get('f1'), '.3f')}"
                for c in per.values()]
-            + [_fmt(m.get("accuracy_drop"), "+.2f"), _fmt(m.get("agreement"), ".4f"), _fmt(m.get("max_abs_logit_diff"), ".4g"),
-               _fmt(m.get("mean_abs_logit_diff"), ".4g"), _fmt(m.get("flipped_count"), "d")]
+            + [fmt(m.get("accuracy_drop"), "+.2f"), fmt(m.get("agreement"), ".4f"), fmt(m.get("max_abs_logit_diff"), ".4g"),
+               fmt(m.get("mean_abs_logit_diff"), ".4g"), fmt(m.get("flipped_count"), "d")]
         )
     classes = list((report["baseline"]["metrics"].get("per_class") or {}).keys())
     header = ["model", "accuracy", "macro F1"] + [f"{c} P / R / F1" for c in classes]
     header += ["drop (pts)", "agreement", "max abs Δlogit", "mean abs Δlogit", "flipped"]
-    return ["## Accuracy", ""] + _md_table(header, rows)
+    return ["## Accuracy", ""] + table(header, rows)
 
 
 def _speed_lines(report: dict[str, Any]) -> list[str]:
@@ -310,12 +287,12 @@ def _speed_lines(report: dict[str, Any]) -> list[str]:
     for name, m, entry in _rows(report):
         lat = m.get("latency_ms") or {}
         rows.append([
-            name, _fmt(lat.get("p50"), ".2f"), _fmt(lat.get("p95"), ".2f"), _fmt(lat.get("p99"), ".2f"),
-            _speed(m.get("speedup"), entry), _fmt(m.get("throughput_texts_per_s"), ".1f"),
-            _fmt(_mb(m.get("size_bytes")), ".2f"), _fmt(m.get("peak_rss_mb"), ".0f"), _fmt(m.get("cold_start_s"), ".2f"),
+            name, fmt(lat.get("p50"), ".2f"), fmt(lat.get("p95"), ".2f"), fmt(lat.get("p99"), ".2f"),
+            _speed(m.get("speedup"), entry), fmt(m.get("throughput_texts_per_s"), ".1f"),
+            fmt(_mb(m.get("size_bytes")), ".2f"), fmt(m.get("peak_rss_mb"), ".0f"), fmt(m.get("cold_start_s"), ".2f"),
         ])
     header = ["model", "p50 ms", "p95 ms", "p99 ms", "speedup", "throughput texts/s", "size MB", "peak RSS MB", "cold start s"]
-    return ["## Speed and memory", ""] + _md_table(header, rows) + [
+    return ["## Speed and memory", ""] + table(header, rows) + [
         f"Throughput: eval texts in length-sorted batches of {report['settings'].get('throughput_batch_size')} with "
         "dynamic padding (a variant that is not batch-invariant one text at a time, as served), tokenization excluded. "
         "Peak RSS and cold start: a fresh process that loads the model and answers (ONNX variants load with "
@@ -330,8 +307,8 @@ def _grid_lines(report: dict[str, Any], plot_name: Optional[str]) -> list[str]:
         by_batch: dict[int, dict[int, float]] = {}
         for row in m.get("latency_grid") or []:
             by_batch.setdefault(row["batch"], {})[row["seq_len"]] = row["p50"]
-        rows += [[name, str(batch)] + [_fmt(per_seq.get(sq), ".2f") for sq in seqs] for batch, per_seq in sorted(by_batch.items())]
-    lines = ["## Latency grid (p50 ms)", ""] + _md_table(["model", "batch"] + [f"{sq} tok" for sq in seqs], rows)
+        rows += [[name, str(batch)] + [fmt(per_seq.get(sq), ".2f") for sq in seqs] for batch, per_seq in sorted(by_batch.items())]
+    lines = ["## Latency grid (p50 ms)", ""] + table(["model", "batch"] + [f"{sq} tok" for sq in seqs], rows)
     return lines + ([f"![latency vs sequence length]({plot_name})", ""] if plot_name else [])
 
 
@@ -344,7 +321,7 @@ def _training_lines(training: Optional[dict]) -> list[str]:
             name, f"{s['layers']} × {s['hidden_size']} ({s['parameters'] / 1e6:.1f} M)",
             f"{t['layers']} × {t['hidden_size']} ({t['parameters'] / 1e6:.1f} M)", str(r["init"].get("init")),
             f"{data['train_rows']} + {data['validation_rows']} ({data['removed_in_eval_set']} eval texts removed)",
-            f"{fit['best_epoch']} of {fit['epochs_run']}", _fmt(fit.get("validation_agreement"), ".4f"),
+            f"{fit['best_epoch']} of {fit['epochs_run']}", fmt(fit.get("validation_agreement"), ".4f"),
             f"{fit.get('seconds') or 0:.0f} s ({fit['device']})",
             f"{cache['scored_with']}, {cache['cache']} ({cache['seconds']:.0f} s)",
         ])
@@ -352,7 +329,7 @@ def _training_lines(training: Optional[dict]) -> list[str]:
         return []
     header = ["student", "size", "teacher", "init", "transfer texts (train + validation)", "best epoch",
               "validation agreement", "training time", "teacher logits (cache)"]
-    return ["## Distilled students", ""] + _md_table(header, rows) + [
+    return ["## Distilled students", ""] + table(header, rows) + [
         "Accuracy, agreement and speed of each student variant against the teacher are in the tables above; a published "
         "student folder holds its checkpoint, `training.json` and `training-curve.png`.", "",
     ]
@@ -363,7 +340,7 @@ def _flip_lines(report: dict[str, Any]) -> list[str]:
     lines = ["## Label flips vs baseline (first ones)", ""] if flips else []
     for v in flips:
         lines += [f"### {v['name']} ({v['metrics'].get('flipped_count')} flipped)", ""]
-        lines += _md_table(["text", "gold", "baseline", "variant"],
+        lines += table(["text", "gold", "baseline", "variant"],
                            [[f["text"], f["gold"], f["baseline"], f["variant"]] for f in v["flipped"]])
     return lines
 
@@ -397,15 +374,15 @@ def _bucket_lines(buckets: Optional[dict]) -> list[str]:
     names = sorted({n for b in buckets["buckets"] for n in (b.get("variants") or {})})
     rows = []
     for b in buckets["buckets"]:
-        cells = [b["bucket"], str(b["rows"]), _fmt(b.get("baseline_accuracy"), ".4f")]
+        cells = [b["bucket"], str(b["rows"]), fmt(b.get("baseline_accuracy"), ".4f")]
         for n in names:
             v = (b.get("variants") or {}).get(n) or {}
-            cells.append(f"{_fmt(v.get('accuracy'), '.4f')} / {_fmt(v.get('agreement'), '.4f')}")
+            cells.append(f"{fmt(v.get('accuracy'), '.4f')} / {fmt(v.get('agreement'), '.4f')}")
         rows.append(cells)
     lines = ["## By token length", "",
              f"{buckets['truncated_rows']} eval texts ({buckets['truncated_share']:.1%}) are longer than "
              f"{buckets['max_length']} tokens and were truncated.", ""]
-    lines += _md_table(["tokens", "rows", "baseline accuracy"] + [f"{n} accuracy / agreement" for n in names], rows)
+    lines += table(["tokens", "rows", "baseline accuracy"] + [f"{n} accuracy / agreement" for n in names], rows)
     truncation = buckets.get("truncation")
     if truncation:
         lines += [f"On the {truncation['rows']} truncated texts, the baseline's accuracy keeping the start: "
@@ -416,7 +393,7 @@ def _bucket_lines(buckets: Optional[dict]) -> list[str]:
 
 def write_report_md(report: dict[str, Any], path: Path, plot_name: Optional[str] = "latency.png") -> Path:
     text = render_markdown(report, plot_name)
-    return _write_atomic(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return atomic_write(path, text)
 
 
 # ---------------------------------------------------------------- plot
@@ -448,4 +425,4 @@ def plot_latency(report: dict[str, Any], path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
-    return _write_atomic(Path(path), lambda tmp: tmp.write_bytes(buffer.getvalue()))
+    return atomic_write(path, buffer.getvalue())

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from structbert_lite.files import atomic_write
+
 SPAWN_ENV = "STRUCTBERT_MEASURE_SPAWN_T"  # time.time() of the parent just before it started this process
 
 
@@ -157,9 +159,7 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # the parent records it as this contender's failure, in one line
         traceback.print_exc()
         result, status = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0][:500]}, 1
-    tmp = result_path.with_name(result_path.name + ".tmp")
-    tmp.write_text(json.dumps(result), encoding="utf-8")
-    os.replace(tmp, result_path)
+    atomic_write(result_path, json.dumps(result))
     return status
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from structbert_lite.publish.model_card import render_model_card, write_model_card
 
@@ -45,6 +46,28 @@ def test_card_metadata_parses_with_huggingface_hub(tmp_path):
     assert {"structbert", "onnx", "int8"} <= set(meta["tags"])
     results = meta["model-index"][0]["results"][0]["metrics"]
     assert {m["type"]: m["value"] for m in results} == {"accuracy": 0.91, "agreement": 0.995}
+
+
+def test_card_front_matter_round_trips_through_huggingface_hub(tmp_path):
+    """The whole front matter, parsed back by ModelCard.load, in the key order the cards have always had."""
+    from huggingface_hub import ModelCard
+
+    text = write_model_card(tmp_path, card()).read_text(encoding="utf-8")
+    parsed = ModelCard.load(tmp_path / "README.md")
+    assert parsed.data.to_dict() == {
+        "library_name": "onnxruntime", "pipeline_tag": "text-classification", "language": ["zh"],
+        "license": "apache-2.0",
+        "tags": ["structbert", "bert", "sentiment-analysis", "chinese", "structbert-lite", "int8-dynamic", "onnx", "int8"],
+        "base_model": "damo/nlp_structbert_sentiment-classification_chinese-base",
+        "model-index": [{"name": "tiny-int8-dynamic", "results": [{
+            "task": {"type": "text-classification", "name": "Sentiment classification"},
+            "dataset": {"name": "heldout", "type": "text-classification"},
+            "metrics": [{"type": "accuracy", "value": 0.91, "name": "Accuracy"},
+                        {"type": "agreement", "value": 0.995, "name": "Label agreement with PyTorch FP32"}]}]}],
+    }
+    assert list(yaml.safe_load(text.split("---")[1])) == ["library_name", "pipeline_tag", "language", "license", "tags", "base_model",
+                                                          "model-index"]
+    assert parsed.text.startswith("\n# tiny — int8-dynamic\n") and str(parsed) == text
 
 
 def test_card_states_labels_runtimes_and_batching():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from structbert_lite.convert import demo_model
+from structbert_lite.train import demo_model
 from structbert_lite.reviews import corpus_files, load_reviews
 
 
