@@ -50,7 +50,7 @@ PIP_TORCH := SETUP_CHECK=plan; export SETUP_CHECK; \
 	$(BIN)/pip install --dry-run --quiet --report - torch==$(TORCH_VERSION) | $(BIN)/python -c "$$TORCH_CPU_CHECK" \
 	&& $(BIN)/pip install torch==$(TORCH_VERSION)
 
-.PHONY: setup demo convert bench serve test clean finetune score-bench distill
+.PHONY: setup demo convert bench serve test clean finetune score-bench distill docs
 
 $(BIN)/structbert-lite: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -67,7 +67,7 @@ $(BIN)/structbert-lite: pyproject.toml
 setup: $(BIN)/structbert-lite ## create .venv and install everything (CPU only)
 
 demo: setup ## offline, end to end: train the demo model, convert, quantize, validate, publish into artifacts/demo/
-	$(BIN)/structbert-lite run --config configs/demo.yaml --out artifacts/demo $(if $(EVAL),--eval $(EVAL) $(COLUMN_FLAGS))
+	$(BIN)/structbert-lite run --config configs/demo.yaml --out artifacts/demo --speed-unverified-ok $(if $(EVAL),--eval $(EVAL) $(COLUMN_FLAGS))
 
 # Exit 4 of `run` (published, speed not verified on a busy machine) still compares the student with the teacher's int8.
 distill: setup ## offline: a 4x256 demo teacher distilled into a 2x128 student, both gated, into artifacts/distill-demo/ [DISTILL_DATA=FILE]
@@ -96,8 +96,23 @@ serve: setup ## serve a published variant (default: the demo's int8-dynamic)
 publish-rehearsal: setup ## rehearse .github/workflows/publish.yml here: a local hub serving the demo checkpoint (make demo first), `make convert`, verify, pack, unpack, check
 	$(BIN)/python .ci/rehearse-publish $(REHEARSAL_FLAGS)
 
-test: setup ## the test suite (no network, tiny models)
-	$(BIN)/python -m pytest -q
+# The browser test (tests/serve/test_browser.py) drives Debian's Chromium: installed here when missing (as root),
+# else one line says how, so nothing is skipped silently. PYTEST_FLAGS=--durations=15 in CI (.ci/run).
+test: setup ## the test suite (no network, tiny models); installs Chromium + ChromeDriver for the browser test
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make test: installing Debian's chromium + chromium-driver for the browser test"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "make test: the browser test will be SKIPPED: install Chromium first (sudo apt-get install chromium chromium-driver)"; fi
+	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+
+$(BIN)/mkdocs: pyproject.toml | $(BIN)/structbert-lite
+	$(BIN)/pip install -e ".[docs]"
+	touch $@
+
+docs: $(BIN)/mkdocs ## the docs site into site/ (MkDocs, --strict), docs/configs.md regenerated from the schema first
+	$(BIN)/python -m structbert_lite.docs_config
+	$(BIN)/mkdocs build --strict --site-dir site
 
 clean:
-	rm -rf artifacts/demo artifacts/distill-demo bench/out .pytest_cache
+	rm -rf artifacts/demo artifacts/distill-demo bench/out .pytest_cache site

@@ -149,11 +149,10 @@ def _assemble(corpus: Corpus, writer: outputs.OutputWriter, results_for: Callabl
 
 
 def progress_bar(total: int, initial: int, quiet: bool):
-    """A tqdm bar in texts and texts/s; silent with --quiet or when stderr is not a terminal."""
-    from tqdm import tqdm
+    """A bar in texts with ETA (structbert_lite.console.progress); silent with --quiet or off a terminal."""
+    from structbert_lite.console import progress
 
-    return tqdm(total=total, initial=initial, unit="texts", desc="score", disable=True if quiet else None,
-                smoothing=0.05, dynamic_ncols=True)
+    return progress(total=total, initial=initial, unit="text", desc="score", quiet=quiet)
 
 
 def _made_parents(path: Path) -> list[Path]:

@@ -21,6 +21,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
+from structbert_lite import console
 from structbert_lite.artifact import Artifact
 from structbert_lite.config import PipelineConfig
 from structbert_lite.errors import GateError
@@ -164,7 +165,8 @@ def build_variants(cfg: PipelineConfig, source: Artifact, base_ctx: StepContext)
         options = step_options(variant.step, variant.options, f"variant {variant.name}")
         logger.info("step %s: %s ← %s", variant.step, variant.name, variant.parent)
         try:
-            built[variant.name] = run_step(variant.step, built[variant.parent], options, ctx)
+            with console.stage(f"{variant.name} ({variant.step} ← {variant.parent})"):
+                built[variant.name] = run_step(variant.step, built[variant.parent], options, ctx)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -192,13 +194,16 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
     cfg = apply_overrides(cfg, opts)
     out = Path(opts.out) if opts.out else default_out_dir(cfg)
     threads = cfg.validate.threads
-    with OutputSet(out, cfg.publish.keep_runs) as output:
-        source, id2label, heldout = prepare_source(cfg, output.shared_checkpoint, threads, opts.quiet)
-        eval_set = load_eval(cfg, id2label, heldout)  # a bad eval file fails before torch is imported
-        loaded = load_source_model(source)
-        tokenizer_dir = output.work / "tokenizer"
-        write_tokenizer_files(Path(source.path) / "vocab.txt", tokenizer_dir, cfg.model.max_length)
-        scored = validate_stage.score_baseline(loaded.model, tokenizer_dir, eval_set, cfg, opts.quiet)  # fail fast
+    with OutputSet(out, cfg.publish.keep_runs) as output, console.run_log(output.run_dir / "run.log"):
+        with console.stage(f"source: {'train the demo model' if cfg.model.source == 'demo' else cfg.model.source}"):
+            source, id2label, heldout = prepare_source(cfg, output.shared_checkpoint, threads, opts.quiet)
+        with console.stage("eval data"):
+            eval_set = load_eval(cfg, id2label, heldout)  # a bad eval file fails before torch is imported
+        with console.stage("baseline: PyTorch FP32 on the eval set"):
+            loaded = load_source_model(source)
+            tokenizer_dir = output.work / "tokenizer"
+            write_tokenizer_files(Path(source.path) / "vocab.txt", tokenizer_dir, cfg.model.max_length)
+            scored = validate_stage.score_baseline(loaded.model, tokenizer_dir, eval_set, cfg, opts.quiet)  # fail fast
         base_ctx = StepContext(
             name="", work_dir=output.work, threads=threads, max_length=cfg.model.max_length, tokenizer_dir=tokenizer_dir,
             source=loaded, reference=_torch_reference(loaded.model), calibration_texts=list(eval_set.texts),
@@ -207,10 +212,12 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
         )
         built, failures = build_variants(cfg, source, base_ctx)
         to_publish = [built[v.name] for v in cfg.variants if v.publish and v.name in built]
-        validation = validate_stage.run(source, to_publish, failures, eval_set, cfg, scored, tokenizer_dir,
-                                        opts.quiet, output.work / "speed")
+        with console.stage("validate: accuracy, batch invariance, speed"):
+            validation = validate_stage.run(source, to_publish, failures, eval_set, cfg, scored, tokenizer_dir,
+                                            opts.quiet, output.work / "speed")
         validation.report["training"] = training_records(built)
-        published = publish_run(output, validation, built, cfg, cfg.publish.license)
+        with console.stage("publish"):
+            published = publish_run(output, validation, built, cfg, cfg.publish.license)
     failed, left_out = failed_variants(validation.entries), failed_variants(validation.entries, required=False)
     result = RunResult(validation.report, not failed, validation.speed_verified, published, failed, left_out,
                        summary_table(validation.report), Path(out))

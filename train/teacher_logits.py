@@ -144,8 +144,6 @@ def teacher_logits(
 
 
 def _progress(total: int, quiet: bool):
-    import sys
+    from structbert_lite.console import progress
 
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="teacher logits", unit="text", leave=False, disable=quiet or not sys.stderr.isatty())
+    return progress(total=total, desc="teacher logits", unit="text", quiet=quiet)  # drawn on a terminal only

@@ -155,10 +155,9 @@ def fingerprint_of(settings: TrainSettings, train_set: EncodedSet, heldout: Opti
 
 
 def _progress(batches, desc: str, quiet: bool):
-    from tqdm.auto import tqdm
+    from structbert_lite.console import progress
 
-    # disable=None: tqdm turns itself off when stderr is not a terminal (no carriage returns in log files).
-    return tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True, disable=True if quiet else None)
+    return progress(batches, desc=desc, unit="batch", quiet=quiet)  # drawn on a terminal only
 
 
 def _run_epoch(model, data: EncodedSet, bar, optimizer, scheduler, loss_fn: LossFn, settings, device) -> dict:

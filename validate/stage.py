@@ -55,13 +55,10 @@ class Validation:
 
 
 def _progress(quiet: bool) -> Callable[..., Any]:
-    import sys
-
-    from tqdm.auto import tqdm
+    from structbert_lite.console import progress_factory
 
     # No progress bars into logs and pipes: ~95 KB of carriage returns per run otherwise.
-    disable = quiet or not sys.stderr.isatty()
-    return lambda **kw: tqdm(disable=disable, leave=False, **kw)
+    return progress_factory(quiet)
 
 
 def open_variant_for_eval(variant: Artifact, max_length: int, threads: int, truncation: str, tokenizer_dir: Path):
