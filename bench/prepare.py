@@ -115,10 +115,9 @@ def pipeline_config(settings: BenchSettings, random_weights: bool):
     return parse_config(data, str(path)), str(path)
 
 
-def build_ours(prep: Prepared, threads: int, seed: int) -> None:
+def build_ours(prep: Prepared, threads: int) -> None:
     """Run the config's variants through the pipeline's own step runner into ``prep.work / "ours"``."""
     from structbert_lite.convert.checkpoint import load_classifier
-    from structbert_lite.convert.export_onnx import torch_logits
     from structbert_lite.pipeline import build_variants
     from structbert_lite.steps import SOURCE, StepContext
 
@@ -126,8 +125,7 @@ def build_ours(prep: Prepared, threads: int, seed: int) -> None:
     source = Artifact(prep.checkpoint_dir, SOURCE, {"source": {"kind": "bench", "id": prep.weights}}, format="checkpoint")
     ctx = StepContext(
         name="", work_dir=prep.work / "ours", threads=threads, max_length=prep.cfg.model.max_length,
-        tokenizer_dir=prep.tokenizer_dir, source=loaded, reference=lambda feed: torch_logits(loaded.model, feed),
-        calibration_texts=list(prep.reviews), quiet=True, seed=seed,
+        tokenizer_dir=prep.tokenizer_dir, source=loaded, calibration_texts=list(prep.reviews), quiet=True,
     )
     prep.ours, prep.ours_failures = build_variants(prep.cfg, source, ctx)
 
@@ -154,7 +152,7 @@ def prepare_shape(settings: BenchSettings, shape_name: str, work: Path, reviews:
     prep = Prepared(shape_name, shape, config.vocab_size, weights, checkpoint_dir, torch_dir, tokenizer_dir, work,
                     list(reviews), cfg, origin, params=int(sum(p.numel() for p in model.parameters())))
     del model
-    build_ours(prep, settings.threads, settings.seed)
+    build_ours(prep, settings.threads)
     return prep
 
 

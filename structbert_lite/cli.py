@@ -14,6 +14,7 @@ import argparse
 import errno
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from structbert_lite import __version__
@@ -23,7 +24,7 @@ from structbert_lite.errors import GateError, StructbertLiteError
 # report it with the traceback); 2 a user error (the message says how to fix it); 3 a gate failed (what passed
 # was published as a set, the reports say why the rest was not); 4 published, but the machine was too busy to
 # verify the speed checks; 5 serve could not bind its port; 130 interrupted.
-EXIT_ERROR, EXIT_GATE, EXIT_SPEED_UNVERIFIED = 2, 3, 4
+EXIT_BUG, EXIT_ERROR, EXIT_GATE, EXIT_SPEED_UNVERIFIED = 1, 2, 3, 4
 # What `run` and `finetune` need beyond a serve-only install.
 CONVERT_MODULES = ("torch", "transformers", "onnx")
 
@@ -202,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
+            return _report_bug()
         where = f" while writing {exc.filename}" if exc.filename else ""
         print(f"error: the disk is full (No space left on device){where}: free some space and re-run; "
               "nothing half-written was published", file=sys.stderr)
@@ -210,6 +211,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was published", file=sys.stderr)
         return 130
+    except Exception:  # not a user error nor a failed check (those are caught above or are results): a bug
+        return _report_bug()
+
+
+def _report_bug() -> int:
+    traceback.print_exc()
+    print("error: an unexpected error, a bug in structbert-lite or in a library it calls (not a problem with your "
+          "model or data): please report it with the traceback above and the command you ran", file=sys.stderr)
+    return EXIT_BUG
 
 
 if __name__ == "__main__":

@@ -24,13 +24,16 @@ from typing import Any, Optional
 from structbert_lite import console
 from structbert_lite.artifact import Artifact
 from structbert_lite.config import PipelineConfig
-from structbert_lite.errors import GateError
+from structbert_lite.errors import GateError, StructbertLiteError
 from structbert_lite.steps import SOURCE, StepContext, run_step, step_options
 
 logger = logging.getLogger(__name__)
 
 LOW_DISK_BYTES = 32 * 1024 * 1024
 GENERIC_FOLDER_NAMES = {"checkpoint", "checkpoints", "model", "models", "snapshot", "latest", "best", "output", "out"}
+# A step raising one of these has a bug (ours, or our misuse of a library's API), not a model that failed a check:
+# the run stops with the traceback (exit 1) instead of reporting the variant as failed.
+PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, LookupError, AssertionError)
 
 
 @dataclasses.dataclass
@@ -151,6 +154,17 @@ def disk_is_full(path: Path) -> bool:
     return shutil.disk_usage(path).free < LOW_DISK_BYTES
 
 
+def is_programming_error(exc: BaseException) -> bool:
+    """A bug rather than a failed variant: `PROGRAMMING_ERRORS`, or an import of our own code that fails (a
+    library that is not installed, like any library error — parity, structure, a converter's RuntimeError or
+    ValueError — is the variant's failure)."""
+    if isinstance(exc, StructbertLiteError):
+        return False
+    if isinstance(exc, ImportError):
+        return (exc.name or "").split(".")[0] == "structbert_lite"
+    return isinstance(exc, PROGRAMMING_ERRORS)
+
+
 def build_variants(cfg: PipelineConfig, source: Artifact, base_ctx: StepContext) -> tuple[dict[str, Artifact], dict[str, str]]:
     """Run every configured step in order; ({variant: artifact}, {variant: why it was not built})."""
     from structbert_lite.validate.stage import describe_step_error
@@ -172,6 +186,9 @@ def build_variants(cfg: PipelineConfig, source: Artifact, base_ctx: StepContext)
                 raise
             failures[variant.name] = f"step {variant.step} failed: {describe_step_error(exc)}"
         except Exception as exc:  # a failing step is a result: the gate reports it, the other steps go on
+            if is_programming_error(exc):
+                logger.error("step %s (variant %s) hit a bug, not a failed check: stopping", variant.step, variant.name)
+                raise
             logger.debug("step %s failed", variant.step, exc_info=True)
             if disk_is_full(ctx.work_dir):  # libraries report a full disk as a corrupt file; name the cause
                 raise OSError(errno.ENOSPC, "No space left on device", str(ctx.work_dir)) from None
@@ -206,7 +223,7 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
             scored = validate_stage.score_baseline(loaded.model, tokenizer_dir, eval_set, cfg, opts.quiet)  # fail fast
         base_ctx = StepContext(
             name="", work_dir=output.work, threads=threads, max_length=cfg.model.max_length, tokenizer_dir=tokenizer_dir,
-            source=loaded, reference=_torch_reference(loaded.model), calibration_texts=list(eval_set.texts),
+            source=loaded, calibration_texts=list(eval_set.texts),
             calibration_labels=eval_set.labels, quiet=opts.quiet, cache_dir=output.cache_dir,
             eval_texts=list(eval_set.texts),
         )
@@ -243,11 +260,3 @@ def training_records(built: dict) -> dict[str, dict]:
             records[name] = record
     return records
 
-
-def _torch_reference(model):
-    def reference(feed):
-        from structbert_lite.convert.export_onnx import torch_logits
-
-        return torch_logits(model, feed)
-
-    return reference

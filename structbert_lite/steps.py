@@ -20,7 +20,7 @@ import dataclasses
 import importlib
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -48,7 +48,8 @@ class StepOptions(BaseModel):
 
 @dataclasses.dataclass
 class StepContext:
-    """What steps share. Built by the pipeline once per step (``name`` and ``work_dir`` differ)."""
+    """What steps read, nothing more (a step's own settings, its seed included, are its ``Options``). Built by the
+    pipeline once per step (``name``, ``work_dir`` and ``artifacts`` differ)."""
 
     name: str  # the variant this step makes
     work_dir: Path  # an empty folder for the step's output, inside the run's staging area
@@ -56,12 +57,10 @@ class StepContext:
     max_length: int  # truncation length in tokens, as served
     tokenizer_dir: Path  # tokenizer.json / vocab.txt / tokenizer_config.json every variant ships
     source: Any  # convert.checkpoint.LoadedClassifier: .model (torch, eval mode), .id2label, .checkpoint_dir
-    reference: Callable[[dict[str, np.ndarray]], np.ndarray]  # PyTorch FP32 logits for a feed (the baseline)
     calibration_texts: list[str]  # eval texts (calibration, fallback, parity on real text)
     calibration_labels: Optional[np.ndarray] = None  # (rows,) model label ids of calibration_texts, if known
     artifacts: dict[str, Artifact] = dataclasses.field(default_factory=dict)  # made so far, by variant name
     quiet: bool = False  # no progress bars
-    seed: int = 20240601
     cache_dir: Optional[Path] = None  # kept across runs of the same output (teacher logits, resumable training state)
     eval_texts: list[str] = dataclasses.field(default_factory=list)  # the whole eval set (e.g. to keep it out of training)
 

@@ -87,7 +87,6 @@ def export_variant(model, folder: Path, vocab: list[str], max_length: int = 128)
 
 def step_context(work: Path, loaded, name: str = "", texts=None, labels=None, threads: int = 1, max_length: int = 128):
     """A `StepContext` for running steps in tests the way the pipeline does (tokenizer files from the checkpoint)."""
-    from structbert_lite.convert.export_onnx import torch_logits
     from structbert_lite.convert.tokenizer_files import write_tokenizer_files
     from structbert_lite.steps import StepContext
 
@@ -97,8 +96,7 @@ def step_context(work: Path, loaded, name: str = "", texts=None, labels=None, th
         write_tokenizer_files(Path(loaded.checkpoint_dir) / "vocab.txt", tokenizer_dir, max_length)
     return StepContext(
         name=name, work_dir=work / (name or "step"), threads=threads, max_length=max_length, tokenizer_dir=tokenizer_dir,
-        source=loaded, reference=lambda feed: torch_logits(loaded.model, feed),
-        calibration_texts=list(texts or []), calibration_labels=labels,
+        source=loaded, calibration_texts=list(texts or []), calibration_labels=labels,
     )
 
 

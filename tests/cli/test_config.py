@@ -112,7 +112,7 @@ def test_a_throwaway_step_is_one_module_and_one_config_entry(tmp_path, monkeypat
 
     (tmp_path / "fp32").mkdir()
     (tmp_path / "fp32" / "model.onnx").write_text("graph")
-    ctx = StepContext("fp32-copy", tmp_path / "work" / "fp32-copy", 1, 128, tmp_path, None, None, [])
+    ctx = StepContext("fp32-copy", tmp_path / "work" / "fp32-copy", 1, 128, tmp_path, None, [])
     parent = Artifact(tmp_path / "fp32", "fp32", {"export": {"opset": 17}})
     made = run_step("mysteps.copy_step", parent, step_options("mysteps.copy_step", {"suffix": "x"}, "t"), ctx)
     assert (made.path / "model.onnx").read_text() == "graph"

@@ -51,6 +51,58 @@ def test_the_rules_catch_what_they_name():
     assert broken_rules(ROOT / "serve" / "x.py", "torch.nn")
 
 
+def room_graph(imports: dict[Path, set[str]]) -> dict[str, set[str]]:
+    """room -> the other rooms its files import (imports inside functions count: they run too)."""
+    graph: dict[str, set[str]] = {}
+    for path, modules in imports.items():
+        room = path.relative_to(ROOT).parts[0]
+        targets = {room_of_module(m) for m in modules} - {None, room}
+        if room in ROOMS and targets:
+            graph.setdefault(room, set()).update(targets)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of ``graph`` as ``[a, b, ..., a]``, or ``[]`` when it has none (depth-first search)."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in path:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in done:
+                cycle = visit(nxt, path + [nxt])
+                if cycle:
+                    return cycle
+        done.add(node)
+        return []
+
+    for start in sorted(graph):
+        cycle = [] if start in done else visit(start, [start])
+        if cycle:
+            return cycle
+    return []
+
+
+def test_no_import_cycle_between_rooms():
+    graph = room_graph({path: imported_modules(path) for path in sources()})
+    cycle = find_cycle(graph)
+    assert not cycle, f"rooms import each other in a cycle: {' -> '.join(cycle)}; move the code to one room or the core"
+
+
+def test_the_cycle_check_catches_a_planted_cycle():
+    def files(**room_imports: list[str]) -> dict[Path, set[str]]:
+        return {ROOT / room / "x.py": set(modules) for room, modules in room_imports.items()}
+
+    clean = room_graph(files(train=["structbert_lite.convert.checkpoint", "structbert_lite.errors"],
+                             bench=["structbert_lite.train.demo_model"], convert=["torch"]))
+    assert clean == {"train": {"convert"}, "bench": {"train"}} and find_cycle(clean) == []
+    planted = room_graph(files(convert=["structbert_lite.train.settings"], train=["structbert_lite.convert.sources"]))
+    assert find_cycle(planted) == ["convert", "train", "convert"]
+    assert find_cycle({"score": {"bench"}, "bench": {"train"}, "train": {"score"}}) == ["bench", "train", "score", "bench"]
+    assert find_cycle({"serve": {"serve"}}) == ["serve", "serve"]
+
+
 @pytest.mark.parametrize("path", sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_function_is_longer_than_a_screen(path):
     long = [f"{node.name} ({node.end_lineno - node.lineno + 1} lines)"
