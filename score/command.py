@@ -8,7 +8,8 @@ from pathlib import Path
 
 def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--artifact", required=True, type=Path,
-                        help="a published variant folder, e.g. artifacts/demo/int8-dynamic")
+                        help="a published set (artifacts/demo: its fastest variant on this CPU) or one of its "
+                             "variant folders (artifacts/demo/int8-dynamic)")
     parser.add_argument("--input", required=True,
                         help="CSV/TSV/JSONL/JSON/Parquet file, or a quoted glob of shards ('data/*.parquet')")
     parser.add_argument("--output", required=True, type=Path,
@@ -21,7 +22,9 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int,
                         help="worker processes (local) or actors (ray); default: CPUs // threads")
     parser.add_argument("--threads", type=int, help="onnxruntime threads per worker/actor (default 1)")
-    parser.add_argument("--batch-size", type=int, default=32, help="texts per model call, length-sorted (default 32)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="most texts per model call (default 32): length-sorted and padded, or of one exact "
+                             "token length, or 1, as the variant's measured batch invariance allows")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, warnings only")
 
 

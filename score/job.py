@@ -165,6 +165,10 @@ def _made_parents(path: Path) -> list[Path]:
 def score_corpus(options: ScoreOptions) -> ScoreSummary:
     """Score every row of ``options.input`` into ``options.output`` (see the module docstring)."""
     start = time.perf_counter()
+    from structbert_lite.variant_choice import resolve_variant
+
+    # a published set: its fastest variant on a CPU like this one (logged); a variant folder: itself
+    options = dataclasses.replace(options, artifact=resolve_variant(options.artifact))
     labels, digest = check_artifact(options.artifact)
     output = Path(options.output).expanduser().resolve()
     outputs.output_format(output)

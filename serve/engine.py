@@ -1,9 +1,11 @@
 """The model behind the API: a verified variant folder loaded through `runtime.open_variant` (never torch).
 
 ``load_engine`` refuses a folder that does not match its manifest, so a tampered or half-copied artifact
-never answers a request. Texts are scored with `runtime.predict_logits`: a variant that is not batch-invariant
-(dynamic int8, or whatever the manifest's measured ``batch_invariance`` says) runs one text per model call, so
-a text's answer never depends on the texts it was micro-batched with.
+never answers a request; given a published set, it serves the variant `variant_choice.resolve_variant` picks
+(the fastest the set measured on a CPU like this one) and logs which and why. Texts are scored with
+`runtime.predict_logits`, as the manifest's measured ``batch_invariance`` allows (`runtime.batching_mode`):
+padded batches, batches of requests of one exact token length (unpadded: OpenVINO int8), or one text per
+model call (dynamic int8) - so a text's answer never depends on the texts it was micro-batched with.
 """
 
 from __future__ import annotations
@@ -17,9 +19,18 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from structbert_lite.artifact import manifest_digest, read_manifest, refuse_a_set, verify_folder
+from structbert_lite.artifact import manifest_digest, read_manifest, verify_folder
 from structbert_lite.errors import ArtifactError, ConfigError
-from structbert_lite.runtime import load_tokenizer, open_variant, predict_logits, read_checkpoint_labels, softmax
+from structbert_lite.runtime import (
+    SINGLE,
+    batching_mode,
+    load_tokenizer,
+    open_variant,
+    predict_logits,
+    read_checkpoint_labels,
+    softmax,
+)
+from structbert_lite.variant_choice import resolve_variant
 
 from .cpu_flags import check_cpu_flags
 from .settings import DEFAULT_MAX_LENGTH, ServeSettings
@@ -69,7 +80,13 @@ class Engine:
 
     @property
     def batch_invariant(self) -> bool:
-        return bool(getattr(self.classifier, "batch_invariant", True))
+        """Whether texts share model calls at all (padded, or grouped by exact token length)."""
+        return self.batching != SINGLE
+
+    @property
+    def batching(self) -> str:
+        """`runtime.batching_mode` of the served variant: "padded", "equal_length" or "single"."""
+        return batching_mode(self.classifier)
 
     def predict(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
         """Each text's label probabilities (softmax, id order), in input order."""
@@ -139,8 +156,7 @@ def resolve_max_length(settings: ServeSettings, manifest: dict[str, Any], folder
 
 def load_engine(artifact_dir: Path, settings: ServeSettings) -> Engine:
     """Verify ``artifact_dir`` against its manifest, check the CPU, load the model. Raises ArtifactError."""
-    folder = Path(artifact_dir)
-    refuse_a_set(folder)  # a set is not "tampered", just the wrong folder
+    folder = resolve_variant(Path(artifact_dir))  # a published set: its fastest variant on this CPU
     problems = verify_folder(folder)
     if problems:
         listing = "\n  - ".join(problems)
@@ -167,7 +183,10 @@ def load_engine(artifact_dir: Path, settings: ServeSettings) -> Engine:
         time.perf_counter() - start, engine.labels, "/".join(engine.checkpoint_labels), max_length,
         "rejected" if settings.overlong == "reject" else f"truncated ({getattr(classifier, 'truncation', 'head')})",
     )
-    if not engine.batch_invariant:
-        logger.info("%s is not batch-invariant (its manifest says so): one text per model call, so an answer never "
-                    "depends on the other texts it arrives with", info.variant)
+    logger.info("%s: %s", info.variant, {
+        "padded": "texts share padded model calls (its manifest measured them invariant under padding)",
+        "equal_length": "concurrent texts of one exact token length share a model call, unpadded (measured bit "
+                        "for bit equal to each alone); others run alone",
+        "single": "one text per model call (its answers change with batch neighbours), so an answer never "
+                  "depends on the other texts it arrives with"}[engine.batching])
     return engine

@@ -1,7 +1,7 @@
 """A drop-in for ModelScope's ``pipeline(Tasks.text_classification, model=...)`` over a published folder, torch-free.
 
     >>> import structbert_lite
-    >>> classify = structbert_lite.load("artifacts/demo/int8-dynamic")
+    >>> classify = structbert_lite.load("artifacts/demo")      # the set: its fastest variant on this CPU
     >>> classify("这部电影太好看了")                 # ModelScope's shape
     {'scores': [0.97, 0.03], 'labels': ['正面', '负面']}
     >>> classify(["太难看了", "非常喜欢"])          # a list in, a list out
@@ -59,8 +59,9 @@ class SentimentPipeline:
     def __init__(self, folder: Path, max_length: int | None = None, threads: int | None = None,
                  truncation: str | None = None, batch_size: int = 8):
         from structbert_lite.runtime import open_variant, read_checkpoint_labels
+        from structbert_lite.variant_choice import resolve_variant
 
-        self.folder = Path(folder)
+        self.folder = resolve_variant(Path(folder))  # a published set: its fastest variant on this CPU (logged)
         self.classifier = open_variant(self.folder, max_length=max_length, threads=threads, truncation=truncation)
         self.labels = read_checkpoint_labels(self.folder)  # id order, the checkpoint's names (负面, 正面)
         self.batch_size = batch_size
@@ -86,7 +87,9 @@ class SentimentPipeline:
 
 def load(folder: Path | str, max_length: int | None = None, threads: int | None = None,
          truncation: str | None = None) -> SentimentPipeline:
-    """A `SentimentPipeline` over a published variant folder (onnxruntime or OpenVINO, as its manifest says).
+    """A `SentimentPipeline` over a published variant folder (onnxruntime or OpenVINO, as its manifest says), or
+    over a published set (``artifacts/demo``): then the variant its report measured fastest on a CPU like this
+    one (`variant_choice.choose_variant`; ``.folder`` says which, and a log line why).
 
     ``max_length`` and ``truncation`` ("head" or "head+tail") default to what the folder was gated with.
     """

@@ -122,24 +122,16 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def set_hint(folder: Path) -> str | None:
-    """For a folder that holds variant folders (a published set) rather than being one: which one to point at -
-    the fastest published at the speedup point in the set's report.json, else int8-dynamic, else the first."""
-    if not folder.is_dir():
+    """For a folder that holds variant folders (a published set) rather than being one, where a variant folder
+    is needed: which one to point at - the one `variant_choice.choose_variant` picks for this CPU."""
+    from structbert_lite.variant_choice import choose_variant, set_variants
+
+    names = set_variants(Path(folder))
+    choice = choose_variant(Path(folder)) if names else None
+    if choice is None:
         return None
-    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / MANIFEST_NAME).is_file())
-    if not names:
-        return None
-    pick, why = ("int8-dynamic" if "int8-dynamic" in names else names[0]), ""
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
-        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
-        timed = {v["name"]: v["metrics"]["speedup"] for v in report["variants"]
-                 if v["name"] in names and (v.get("metrics") or {}).get("speedup")}
-        if timed:
-            pick = max(timed, key=timed.get)
-            batch, tokens = report["settings"]["speedup_point"]
-            why = f", the fastest at {batch}×{tokens} in its report ({timed[pick]:.2f}x PyTorch FP32)"
     return (f"{folder} is a published set of {len(names)} variants ({', '.join(names)}), not one variant folder: "
-            f"point at one of them, e.g. {folder / pick}{why}")
+            f"point at one of them, e.g. {choice.folder}, {choice.reason}")
 
 
 def refuse_a_set(folder: Path) -> None:

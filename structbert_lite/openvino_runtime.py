@@ -1,7 +1,7 @@
 """Torch-free inference over an OpenVINO variant folder: openvino + tokenizers + numpy.
 
 The same interface as `runtime.OnnxClassifier` (``engine``, ``labels``, ``tokenizer``, ``logits_for_encoding``,
-``logits``, ``predict``, ``batch_invariant``), the same tokenization (`runtime.load_tokenizer`) and the same
+``logits``, ``predict``, ``batch_invariant``, ``equal_length_invariant``), the same tokenization (`runtime.load_tokenizer`) and the same
 length-sorted batching (`runtime.predict_logits`), so validate and serve see an OpenVINO variant exactly as
 they see an ONNX one. `runtime.open_variant` picks this class from the manifest's ``engine`` (or from an
 ``openvino_model.xml`` without a ``model.onnx``).
@@ -109,6 +109,7 @@ class OpenVinoClassifier(FolderClassifier):
         truncation: str = "head",
         precision: str | None = None,
         model=None,
+        equal_length_invariant: bool = False,
     ):
         """``precision`` forces an inference precision (default: the manifest's ``openvino.precision_hint``, else
         the CPU's default); ``model``, an in-memory ``ov.Model``, is scored instead of the folder's IR (the
@@ -118,6 +119,7 @@ class OpenVinoClassifier(FolderClassifier):
         self.folder = Path(folder)
         self.max_length = max_length
         self.batch_invariant = batch_invariant
+        self.equal_length_invariant = equal_length_invariant
         self.truncation = truncation
         recorded = _manifest_openvino(self.folder)
         self.precision_hint = ensure_precision_or_raise(precision or recorded.get("precision_hint"))

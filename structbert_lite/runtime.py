@@ -146,18 +146,59 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
+# How texts may share a model call, from the two invariance properties validate measures per variant
+# (`validate.batch_invariance`): "padded" - rows padded to the longest of the batch answer as alone (FP32);
+# "equal_length" - only rows of the same token length, unpadded, answer bit for bit as alone (OpenVINO int8:
+# static scales, row-independent GEMMs); "single" - neither holds (onnxruntime dynamic int8: one activation
+# scale per batch tensor), one text per call.
+PADDED, EQUAL_LENGTH, SINGLE = "padded", "equal_length", "single"
+BATCHING_MODES = (PADDED, EQUAL_LENGTH, SINGLE)
+
+
+def batching_mode(classifier) -> str:
+    """`PADDED`, `EQUAL_LENGTH` or `SINGLE` from the classifier's ``batch_invariant`` (padding) and
+    ``equal_length_invariant`` flags (a classifier without them, e.g. the PyTorch baseline, is padded)."""
+    if getattr(classifier, "batch_invariant", True):
+        return PADDED
+    return EQUAL_LENGTH if getattr(classifier, "equal_length_invariant", False) else SINGLE
+
+
+def equal_length_batches(tokenizer, texts: Sequence[str], batch_size: int):
+    """``(indices, feed)`` per model call: texts grouped by exact token length, up to ``batch_size`` per call,
+    unpadded. One tokenization pass: each row of the padded encoding cut to its own length is exactly the
+    encoding of that text alone ([CLS] ... [SEP], right padding)."""
+    feed = encode(tokenizer, texts)  # (rows, longest)
+    lengths = feed["attention_mask"].sum(axis=1)  # (rows,)
+    groups: dict[int, list[int]] = {}
+    for row, length in enumerate(lengths.tolist()):
+        groups.setdefault(int(length), []).append(row)
+    for length in sorted(groups):
+        rows = groups[length]
+        for start in range(0, len(rows), batch_size):
+            idx = rows[start : start + batch_size]
+            yield idx, {name: np.ascontiguousarray(array[idx, :length]) for name, array in feed.items()}
+
+
 def predict_logits(classifier, texts: Sequence[str], batch_size: int = 32, progress=None) -> np.ndarray:
     """Logits of any classifier with ``.tokenizer``/``.labels``/``.logits_for_encoding`` (ONNX or torch).
 
-    Texts are scored in length-sorted batches with dynamic padding and returned in input order;
-    ``progress`` is an optional tqdm-like object updated by the number of texts per batch.
-    A classifier whose ``batch_invariant`` is False (dynamic int8: one activation scale per batch tensor, so a
-    text's logits depend on its neighbours and their padding) is run one text at a time, unpadded.
+    Returned in input order; ``progress`` is an optional tqdm-like object updated by the number of texts per
+    call. How texts share a call follows `batching_mode`: padded - length-sorted batches of ``batch_size``
+    with dynamic padding; equal_length - batches of up to ``batch_size`` texts of one exact token length,
+    unpadded (`equal_length_batches`), so every answer is bit for bit the text's answer alone; single - one
+    text per call, unpadded.
     """
     texts = list(texts)
-    if not getattr(classifier, "batch_invariant", True):
-        batch_size = 1
     out = np.zeros((len(texts), len(classifier.labels)), dtype=np.float32)  # (rows, num_labels)
+    mode = batching_mode(classifier)
+    if mode == EQUAL_LENGTH and texts:
+        for idx, feed in equal_length_batches(classifier.tokenizer, texts, max(1, batch_size)):
+            out[idx] = classifier.logits_for_encoding(feed)
+            if progress is not None:
+                progress.update(len(idx))
+        return out
+    if mode == SINGLE:
+        batch_size = 1
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
@@ -201,7 +242,7 @@ class FolderClassifier:
     def predict(self, texts: Sequence[str], batch_size: int = 32) -> list[dict]:
         probs = softmax(self.logits(texts, batch_size))
         best = probs.argmax(axis=-1)
-        return [{"label": self.labels[b], "score": float(p[b])} for b, p in zip(best, probs)]
+        return [{"label": self.labels[b], "score": float(p[b])} for b, p in zip(best, probs, strict=True)]
 
 
 class OnnxClassifier(FolderClassifier):
@@ -217,10 +258,12 @@ class OnnxClassifier(FolderClassifier):
         model_file: str = "model.onnx",
         batch_invariant: bool = True,
         truncation: str = "head",
+        equal_length_invariant: bool = False,
     ):
         self.folder = Path(folder)
         self.max_length = max_length
         self.batch_invariant = batch_invariant
+        self.equal_length_invariant = equal_length_invariant
         self.truncation = truncation
         self.session = create_session(self.folder / model_file, threads)
         self.tokenizer = load_tokenizer(self.folder, max_length, truncation)
@@ -234,7 +277,8 @@ class OnnxClassifier(FolderClassifier):
 
 # Inference engines by the name a manifest records under "engine" (a dict literal, ORT MODEL_TYPES style);
 # "module:Class", imported when a folder needs it, so an onnxruntime-only install never imports OpenVINO.
-# Each class is built as cls(folder, max_length=, threads=, batch_invariant=, truncation=) (see open_variant).
+# Each class is built as cls(folder, max_length=, threads=, batch_invariant=, truncation=, equal_length_invariant=)
+# (see open_variant).
 ENGINES = {
     "onnxruntime": "structbert_lite.runtime:OnnxClassifier",
     "openvino": "structbert_lite.openvino_runtime:OpenVinoClassifier",
@@ -295,6 +339,13 @@ def is_batch_invariant(manifest: dict) -> bool:
     return "quantize_dynamic" not in str(tool)
 
 
+def is_equal_length_invariant(manifest: dict) -> bool:
+    """Whether rows of one exact token length, unpadded, answer bit for bit as alone, as measured at publish
+    time (manifest ``batch_invariance.equal_length.invariant``); False where it was not measured."""
+    measured = (manifest.get("batch_invariance") or {}).get("equal_length")
+    return isinstance(measured, dict) and measured.get("invariant") is True
+
+
 def manifest_truncation(manifest: dict) -> str:
     """The manifest's ``config.model.truncation`` (how the gate measured long texts), else "head"."""
     config = manifest.get("config")
@@ -313,7 +364,7 @@ def open_variant(folder: Path, max_length: int | None = None, threads: int | Non
 
     ``max_length`` defaults to the manifest's ``config.model.max_length``, else 128; ``truncation`` to the
     manifest's ``config.model.truncation``, else "head". Whether texts may share a model call comes from the
-    manifest (`is_batch_invariant`).
+    manifest (`is_batch_invariant`, `is_equal_length_invariant`; see `batching_mode`).
     """
     folder = Path(folder)
     manifest = read_manifest_if_any(folder)
@@ -323,4 +374,5 @@ def open_variant(folder: Path, max_length: int | None = None, threads: int | Non
         max_length = model_cfg.get("max_length") if isinstance(model_cfg.get("max_length"), int) else 128
     truncation = manifest_truncation(manifest) if truncation is None else ensure_truncation_or_raise(truncation)
     return classifier_class(folder, max_length=max_length, threads=threads,
-                            batch_invariant=is_batch_invariant(manifest), truncation=truncation)
+                            batch_invariant=is_batch_invariant(manifest), truncation=truncation,
+                            equal_length_invariant=is_equal_length_invariant(manifest))

@@ -22,9 +22,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from structbert_lite.artifact import CHECKPOINT_WEIGHTS, Artifact
-from structbert_lite.measure.machine import library_versions, machine_info
 from structbert_lite.config import PipelineConfig
 from structbert_lite.errors import BaselineError, StructbertLiteError
+from structbert_lite.measure.machine import library_versions, machine_info
 from structbert_lite.runtime import engine_class, predict_logits
 from structbert_lite.validate import accuracy, speed
 from structbert_lite.validate.batch_invariance import measure_batch_invariance
@@ -195,6 +195,7 @@ def run(
             classifiers[v.variant], texts[: vcfg.batch_invariance_rows], vcfg.max_batch_score_diff
         )
         classifiers[v.variant].batch_invariant = invariance[v.variant]["invariant"]  # scored as served
+        classifiers[v.variant].equal_length_invariant = invariance[v.variant]["equal_length"]["invariant"]
     logits = {BASELINE_NAME: scored.logits, **eval_logits(classifiers, texts, progress)}
     lengths = token_lengths(scored.classifier.tokenizer, texts)
     buckets = by_bucket(lengths, gold, logits[BASELINE_NAME], {v.variant: logits[v.variant] for v in variants}, max_length)
@@ -208,9 +209,9 @@ def run(
         "size_bytes": speed.torch_size_bytes(model),
         **measured.contenders[BASELINE_NAME],
     }
-    entries = []
+    entries, measured_on = [], measuring_cpu(threads)
     for v in variants:
-        metrics = variant_metrics(v, gold, logits, measured, eval_set, cfg)
+        metrics = {**variant_metrics(v, gold, logits, measured, eval_set, cfg), "measured_on": measured_on}
         gate = evaluate_gate(v.variant, metrics, cfg.variant(v.variant).gate, verified)
         entries.append(_entry(v.variant, gate, metrics, invariance[v.variant]))
     entries += [_entry(name, failed_step_gate(reason), {}, None) for name, reason in failures.items()]
@@ -221,6 +222,16 @@ def run(
     entries.sort(key=lambda e: order.get(e["name"], len(order)))
     report = _report(cfg, base_metrics, baseline, entries, eval_set, measured, buckets)
     return Validation(report, entries, base_metrics, verified)
+
+
+def measuring_cpu(threads: int) -> dict[str, Any]:
+    """``{cpu, isa, cpu_flags, threads}`` of this machine, recorded beside every variant's speed figures: which
+    variant is fastest depends on the instruction set (`structbert_lite.variant_choice`)."""
+    from structbert_lite.variant_choice import isa_of
+
+    machine = machine_info(threads)
+    return {"cpu": machine["cpu"], "isa": isa_of(machine["cpu_flags"]), "cpu_flags": machine["cpu_flags"],
+            "threads": threads}
 
 
 def _entry(name: str, gate: dict, metrics: dict, invariance: Optional[dict]) -> dict[str, Any]:

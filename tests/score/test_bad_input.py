@@ -75,11 +75,6 @@ def case_not_a_variant(tmp, variant):
     return ["--input", str(_csv(tmp)), "--artifact", str(tmp)], "has no manifest.json"
 
 
-def case_a_published_set(tmp, variant):
-    shutil.copytree(variant, tmp / "set" / "int8-dynamic")
-    return ["--input", str(_csv(tmp)), "--artifact", str(tmp / "set")], f"e.g. {tmp / 'set' / 'int8-dynamic'}"
-
-
 def case_zero_workers(tmp, variant):
     return ["--input", str(_csv(tmp)), "--workers", "0"], "--workers must be a whole number >= 1"
 

@@ -49,23 +49,25 @@ def test_tampered_or_incomplete_folder_is_refused(artifact_copy, damage, fragmen
     assert fragment in str(info.value)
 
 
-def test_a_published_set_is_refused_naming_the_variant_to_use(tiny_artifact, tmp_path):
-    """`--artifact artifacts/demo` (the set) instead of a variant: the variants are named, and the fastest one."""
+def test_a_published_set_serves_its_fastest_variant_and_says_so(tiny_artifact, tmp_path, caplog):
+    """`--artifact artifacts/demo` (the set): the variant its report.json measured fastest is served, with one
+    log line naming it and why; the Python API's variant-only entry points name it in their error."""
     root = tmp_path / "demo"
     for name in ("fp32", "int8-dynamic"):
         shutil.copytree(tiny_artifact, root / name)
-    with pytest.raises(ArtifactError) as info:
-        create_app(root)
-    message = str(info.value)
-    assert message == (f"{root} is a published set of 2 variants (fp32, int8-dynamic), not one variant folder: "
-                       f"point at one of them, e.g. {root / 'int8-dynamic'}")
     report = {"settings": {"speedup_point": [1, 32]}, "variants": [
-        {"name": "fp32", "metrics": {"speedup": 2.0}}, {"name": "int8-dynamic", "metrics": {"speedup": 1.5}},
+        {"name": "fp32", "published": True, "metrics": {"speedup": 2.0}},
+        {"name": "int8-dynamic", "published": True, "metrics": {"speedup": 1.5}},
         {"name": "not-published", "metrics": {"speedup": 9.0}}]}
     (root / "report.json").write_text(json.dumps(report), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="structbert_lite.variant_choice"):
+        create_app(root)
+    [line] = [r.getMessage() for r in caplog.records if r.name == "structbert_lite.variant_choice"]
+    assert line.startswith(f"{root} is a published set: using fp32, the fastest in its report.json at 1×32 "
+                           "(2.00x PyTorch FP32)"), line
     with pytest.raises(ArtifactError) as info:
-        open_variant(root)  # the Python API and the tools share the hint
-    assert str(info.value).endswith(f"e.g. {root / 'fp32'}, the fastest at 1×32 in its report (2.00x PyTorch FP32)")
+        open_variant(root)  # a variant-only entry point: the same choice, as a hint
+    assert f"e.g. {root / 'fp32'}, the fastest in its report.json at 1×32 (2.00x PyTorch FP32)" in str(info.value)
 
 
 def test_missing_folder_is_refused(tmp_path):
