@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import enum
+import html
 import importlib
 import json
 import sys
@@ -78,7 +79,7 @@ def model_table(model: type[BaseModel], prefix: str = "") -> tuple[list[str], li
         if sub is not None and sub is not model:
             is_list = typing.get_origin(field.annotation) is list
             nested.append((f"{prefix}{key}{'[]' if is_list else ''}", sub))
-        description = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        description = html.escape(field.description or "", quote=False).replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{prefix}{key}` | {_type_name(field.annotation)} | {_default(field)} | {description} |")
     return rows, nested
 
