@@ -21,6 +21,7 @@ from typing import Callable, Optional
 import pandas as pd
 
 from structbert_lite.artifact import manifest_digest, refuse_a_set, verify_folder
+from structbert_lite.constants import thread_count_problem
 from structbert_lite.errors import ArtifactError
 from structbert_lite.runtime import read_label_names
 from structbert_lite.score import ScoreError, outputs
@@ -57,6 +58,10 @@ class ScoreOptions:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ScoreError(f"--{name.replace('_', '-')} must be a whole number >= 1; got {value!r}")
+        for name in ("workers", "threads"):  # the one rule of every command (constants.MAX_THREADS)
+            problem = None if getattr(self, name) is None else thread_count_problem(f"--{name}", getattr(self, name))
+            if problem:
+                raise ScoreError(problem)
         if self.ray_address and self.engine != "ray":
             raise ScoreError("--ray-address needs --engine ray")
         if not self.text_column:

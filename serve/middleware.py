@@ -60,23 +60,53 @@ class AccessLog:
 
 
 class BodyGuard:
-    """Enforces the body size limit on every request; POST bodies to ``json_paths`` must be UTF-8 JSON."""
+    """Enforces the body size limit on every request; POST bodies to ``json_paths`` must be UTF-8 JSON.
+
+    All requests together hold at most ``max_inflight_body_bytes`` of bodies (from the first byte read until the
+    answer is sent): past that a request gets a 503 with Retry-After, so memory does not grow with the number of
+    concurrent maximum-size bodies.
+    """
 
     def __init__(self, app, max_body_bytes: int, read_timeout_s: float = 10.0,
-                 json_paths: frozenset[str] = frozenset()):
+                 json_paths: frozenset[str] = frozenset(), max_inflight_body_bytes: int = 1 << 62):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.read_timeout_s = read_timeout_s
         self.json_paths = json_paths
+        self.max_inflight_body_bytes = max_inflight_body_bytes
+        self.inflight_bytes = 0  # one event loop: no lock needed
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             return await self.app(scope, receive, send)
+        held = [0]
+        try:
+            await self._guarded(scope, receive, send, held)
+        finally:
+            self.inflight_bytes -= held[0]
+
+    def _take(self, held: list, size: int) -> bool:
+        """Count ``size`` more body bytes against the in-flight budget; False (nothing taken) when over it."""
+        if self.inflight_bytes + size > self.max_inflight_body_bytes:
+            return False
+        self.inflight_bytes += size
+        held[0] += size
+        return True
+
+    async def _busy(self, scope, send):
+        detail = (f"the server is holding the most request-body bytes it takes at once ({self.max_inflight_body_bytes}, "
+                  "--max-inflight-body-bytes); retry shortly")
+        return await self._reject(scope, send, 503, "server_busy", detail)
+
+    async def _guarded(self, scope, receive, send, held: list):
         limit = self.max_body_bytes
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             detail = f"request body is {int(declared)} bytes, over the limit of {limit} (--max-body-bytes)"
             return await self._reject(scope, send, 413, "body_too_large", detail)
+        reserved = declared is not None and declared.isdigit()
+        if reserved and not self._take(held, int(declared)):
+            return await self._busy(scope, send)
         chunks, size = [], 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.read_timeout_s
@@ -96,6 +126,8 @@ class BodyGuard:
             if size > limit:
                 detail = f"request body is over the limit of {limit} bytes (--max-body-bytes)"
                 return await self._reject(scope, send, 413, "body_too_large", detail)
+            if size > held[0] and not self._take(held, size - held[0]):
+                return await self._busy(scope, send)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -120,9 +152,12 @@ class BodyGuard:
 
     @staticmethod
     async def _reject(scope, send, status: int, error: str, detail: str) -> None:
-        # 413 and 408 close the connection: the rest of the body is never read.
-        closing = status in (408, 413)
-        response = error_response(status, error, detail, headers={"Connection": "close"} if closing else None)
+        # 413, 408 and 503 close the connection: the rest of the body is never read.
+        closing = status in (408, 413, 503)
+        headers = {"Connection": "close"} if closing else {}
+        if status == 503:
+            headers["Retry-After"] = "1"
+        response = error_response(status, error, detail, headers=headers or None)
         await response(scope, None, send)
 
 

@@ -56,6 +56,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="LRU cache entries of recent texts, 0 to disable (default: %(default)s)")
     parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
                         help="largest request body accepted (default: %(default)s)")
+    parser.add_argument("--max-inflight-body-bytes", type=int, default=defaults.max_inflight_body_bytes,
+                        help="request-body bytes held at once over all requests; past this a request gets a 503 "
+                             "with Retry-After (default: %(default)s)")
     parser.add_argument("--batch-wait-ms", type=float, default=defaults.batch_wait_ms,
                         help="wait this long for concurrent requests to batch together (default: %(default)s)")
     parser.add_argument("--read-timeout-s", type=float, default=defaults.read_timeout_s,
@@ -68,7 +71,8 @@ def settings_from_args(args: argparse.Namespace) -> ServeSettings:
     return ServeSettings(
         host=args.host, port=args.port, threads=args.threads, max_length=args.max_length, overlong=args.overlong,
         truncation=args.truncation, max_batch=args.max_batch, cache_size=args.cache_size,
-        max_body_bytes=args.max_body_bytes, batch_wait_ms=args.batch_wait_ms, read_timeout_s=args.read_timeout_s,
+        max_body_bytes=args.max_body_bytes, max_inflight_body_bytes=args.max_inflight_body_bytes,
+        batch_wait_ms=args.batch_wait_ms, read_timeout_s=args.read_timeout_s,
     )
 
 

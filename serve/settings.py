@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
+from structbert_lite.constants import thread_count_problem
 from structbert_lite.errors import ConfigError
 from structbert_lite.runtime import TRUNCATIONS
 
@@ -41,6 +42,7 @@ class ServeSettings:
     max_batch: int = 64  # most texts accepted by one /predict_batch call
     cache_size: int = 1024  # LRU cache entries of recent texts (0: no cache)
     max_body_bytes: int = 1 << 20  # request bodies larger than this get a 413
+    max_inflight_body_bytes: int = 16 << 20  # all requests' bodies held at once; a request past this gets a 503
     batch_wait_ms: float = 0.0  # extra wait for more concurrent requests to batch (0: batch only what is queued)
     max_micro_batch: int = 32  # most queued texts run through the model in one call
     read_timeout_s: float = 10.0  # request headers, then its body, each not complete this long: 408 (slow-loris)
@@ -50,6 +52,9 @@ class ServeSettings:
         if self.port > 65535:
             raise ConfigError(f"serve setting port must be <= 65535, got {self.port}")
         ensure_positive_or_raise("threads", self.threads, allow_none=True)
+        problem = None if self.threads is None else thread_count_problem("serve setting threads (--threads)", self.threads)
+        if problem:
+            raise ConfigError(problem)
         ensure_positive_or_raise("max_length", self.max_length, allow_none=True)
         if self.max_length is not None and self.max_length < 3:
             raise ConfigError(f"serve setting max_length must be >= 3 ([CLS], one token, [SEP]), got {self.max_length}")
@@ -59,6 +64,12 @@ class ServeSettings:
         ensure_positive_or_raise("max_batch", self.max_batch)
         ensure_positive_or_raise("cache_size", self.cache_size, allow_zero=True)
         ensure_positive_or_raise("max_body_bytes", self.max_body_bytes)
+        ensure_positive_or_raise("max_inflight_body_bytes", self.max_inflight_body_bytes)
+        if self.max_inflight_body_bytes < self.max_body_bytes:
+            raise ConfigError(
+                f"serve setting max_inflight_body_bytes ({self.max_inflight_body_bytes}) must be at least max_body_bytes "
+                f"({self.max_body_bytes}): else no maximum-size request could ever be answered"
+            )
         ensure_positive_or_raise("max_micro_batch", self.max_micro_batch)
         if not isinstance(self.batch_wait_ms, (int, float)) or not 0 <= self.batch_wait_ms <= 1000:
             raise ConfigError(f"serve setting batch_wait_ms must be between 0 and 1000, got {self.batch_wait_ms!r}")

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 
+from structbert_lite.constants import MAX_THREADS
 from structbert_lite.errors import ConfigError
 
 Int = Annotated[int, Strict()]  # YAML `true` is not an int
@@ -157,7 +158,7 @@ class TrustConfig(_Strict):
 
 
 class ValidateConfig(_Strict):
-    threads: Int = Field(2, ge=1, le=256, description="intra-op threads for every contender (same budget for all)")
+    threads: Int = Field(2, ge=1, le=MAX_THREADS, description="intra-op threads for every contender (same budget for all)")
     latency: LatencyConfig = Field(default_factory=LatencyConfig, description="latency grid")
     throughput_batch_size: Int = Field(32, ge=1, le=256, description="batch size of the throughput run (length-sorted)")
     throughput_rows: Optional[Int] = Field(1000, ge=1, description="eval texts used for throughput (None: all)")

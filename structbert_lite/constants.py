@@ -13,6 +13,16 @@ import math
 from typing import Any, Mapping, Optional
 
 MB = 1024 * 1024  # sizes and RSS are reported in MiB ("MB" in configs, reports and cards)
+# Most threads one command may ask for (run's validate.threads, score --threads / --workers, serve --threads): past
+# this a typo (10000) starts a process that spends its time creating threads instead of being refused.
+MAX_THREADS = 256
+
+
+def thread_count_problem(name: str, value: Any) -> Optional[str]:
+    """Why ``value`` is not a thread (or worker) count a command accepts, or None: one rule for every command."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_THREADS:
+        return f"{name} must be a whole number between 1 and {MAX_THREADS}; got {value!r}"
+    return None
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
