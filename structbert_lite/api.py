@@ -57,11 +57,15 @@ class SentimentPipeline:
     """Classifies Chinese texts with one variant folder. Callable like ModelScope's pipeline."""
 
     def __init__(self, folder: Path, max_length: int | None = None, threads: int | None = None,
-                 truncation: str | None = None, batch_size: int = 8):
+                 truncation: str | None = None, batch_size: int = 8, verify: bool = True):
         from structbert_lite.runtime import open_variant, read_checkpoint_labels
         from structbert_lite.variant_choice import resolve_variant
 
         self.folder = resolve_variant(Path(folder))  # a published set: its fastest variant on this CPU (logged)
+        if verify:  # the check serve and score make: a tampered or half-copied folder never answers
+            from structbert_lite.artifact import ensure_verified
+
+            ensure_verified(self.folder, "load")
         self.classifier = open_variant(self.folder, max_length=max_length, threads=threads, truncation=truncation)
         self.labels = read_checkpoint_labels(self.folder)  # id order, the checkpoint's names (负面, 正面)
         self.batch_size = batch_size
@@ -86,11 +90,15 @@ class SentimentPipeline:
 
 
 def load(folder: Path | str, max_length: int | None = None, threads: int | None = None,
-         truncation: str | None = None) -> SentimentPipeline:
+         truncation: str | None = None, verify: bool = True) -> SentimentPipeline:
     """A `SentimentPipeline` over a published variant folder (onnxruntime or OpenVINO, as its manifest says), or
     over a published set (``artifacts/demo``): then the variant its report measured fastest on a CPU like this
     one (`variant_choice.choose_variant`; ``.folder`` says which, and a log line why).
 
     ``max_length`` and ``truncation`` ("head" or "head+tail") default to what the folder was gated with.
+    The variant folder is first checked against its manifest as ``serve`` checks it (every file's sha256,
+    nothing extra, no symlink): a tampered or half-copied folder raises ArtifactError. ``verify=False`` skips
+    the check (a folder you built yourself and have not published).
     """
-    return SentimentPipeline(Path(folder), max_length=max_length, threads=threads, truncation=truncation)
+    return SentimentPipeline(Path(folder), max_length=max_length, threads=threads, truncation=truncation,
+                             verify=verify)

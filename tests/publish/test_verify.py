@@ -145,3 +145,30 @@ def test_a_symlink_to_a_directory_inside_the_folder_is_reported(published, tmp_p
     (published / "fp32" / "extra").symlink_to(tmp_path / "outside", target_is_directory=True)
     code, text = run_verify(published / "fp32")
     assert code == 1 and "symlink" in text and "extra" in text
+
+
+def test_load_verifies_the_folder_unless_told_not_to(published):
+    import structbert_lite
+    from structbert_lite.errors import ArtifactError
+
+    folder = published / "fp32"
+    before = structbert_lite.load(folder).predict("很好")
+    path = folder / "tokenizer.json"
+    path.write_text(path.read_text(encoding="utf-8") + " ", encoding="utf-8")  # still valid JSON, other bytes
+    with pytest.raises(ArtifactError, match="refusing to load .*hash mismatch: tokenizer.json"):
+        structbert_lite.load(folder)
+    assert structbert_lite.load(folder, verify=False).predict("很好")["label"] in ("Positive", "Negative")
+    assert before["label"] in ("Positive", "Negative")
+
+
+def test_load_refuses_a_listed_file_replaced_by_a_symlink(published, tmp_path):
+    import structbert_lite
+    from structbert_lite.errors import ArtifactError
+
+    folder = published / "fp32"
+    copy = tmp_path / "elsewhere.json"
+    shutil.copyfile(folder / "tokenizer.json", copy)
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer.json").symlink_to(copy)
+    with pytest.raises(ArtifactError, match="symlink"):
+        structbert_lite.load(folder)
