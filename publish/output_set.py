@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import errno
-import fcntl
 import json
 import logging
 import os
@@ -28,8 +26,9 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-from structbert_lite.artifact import MANIFEST_NAME, fsync_dir
+from structbert_lite.artifact import MANIFEST_NAME
 from structbert_lite.errors import ArtifactError, StructbertLiteError
+from structbert_lite.files import fsync_dir, try_lock
 
 logger = logging.getLogger(__name__)
 
@@ -267,32 +266,23 @@ class OutputSet:
 
     def _lock(self) -> None:
         path = self.root / LOCK_NAME
-        self._lock_fh = open(path, "a+", encoding="utf-8")
-        try:
-            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            self._lock_fh.seek(0)
-            holder = self._lock_fh.read().strip() or "unknown"
-            self._lock_fh.close()
-            self._lock_fh = None
+        self._lock_fh = try_lock(path)
+        if self._lock_fh is None:
+            holder = ""
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                holder = path.read_text(encoding="utf-8").strip()
             raise OutputBusyError(
-                f"output folder {self.out} is in use by another structbert-lite run ({holder}); wait for it to "
-                "finish or pass another --out"
+                f"output folder {self.out} is in use by another structbert-lite run ({holder or 'unknown'}); "
+                "wait for it to finish or pass another --out"
             ) from None
-        self._lock_fh.seek(0)
-        self._lock_fh.truncate()
-        self._lock_fh.write(json.dumps({"pid": os.getpid(), "started": _dt.datetime.now().isoformat(timespec="seconds")}))
-        self._lock_fh.flush()
+        note = {"pid": os.getpid(), "started": _dt.datetime.now().isoformat(timespec="seconds")}
+        path.write_text(json.dumps(note), encoding="utf-8")  # who holds it, for the one that is refused
 
     def _unlock(self) -> None:
         if self._lock_fh is not None:
             with contextlib.suppress(OSError):
-                self._lock_fh.seek(0)
-                self._lock_fh.truncate()
-            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
-            self._lock_fh.close()
+                (self.root / LOCK_NAME).write_text("", encoding="utf-8")
+            self._lock_fh.release()
             self._lock_fh = None
 
     def _remove_root_if_empty(self) -> None:
