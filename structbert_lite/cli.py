@@ -1,4 +1,4 @@
-"""The `structbert-lite` command: run | serve | verify.
+"""The `structbert-lite` command: run | serve | verify | finetune | score | export-triton | config show.
 
     structbert-lite run --config FILE [--model SRC] [--eval SRC] [--out DIR] [--text-column C] [--label-column C] [--distill-data FILE] [--quiet]
     structbert-lite serve --artifact DIR [--host 127.0.0.1] [--port 5000]
@@ -6,6 +6,7 @@
     structbert-lite finetune --model SRC --train FILE [--eval FILE] --out DIR [--config FILE] [--text-column C] [--label-column C] [--quiet]
     structbert-lite score --artifact DIR --input PATH|GLOB --output PATH [--engine local|ray] [--ray-address ADDR] [--workers N] [--threads T]
     structbert-lite export-triton --artifact DIR --out REPO
+    structbert-lite config show --config FILE
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from structbert_lite.errors import GateError, StructbertLiteError
 EXIT_BUG, EXIT_ERROR, EXIT_GATE, EXIT_SPEED_UNVERIFIED = 1, 2, 3, 4
 # What `run` and `finetune` need beyond a serve-only install.
 CONVERT_MODULES = ("torch", "transformers", "onnx")
+MODEL_HELP = "ModelScope id, hf:<owner>/<name>, a local ModelScope-layout folder, or 'demo'"
 
 
 _ORT_PACKAGE = "/onnxruntime/"
@@ -111,6 +115,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return exc.exit_code
 
 
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    from structbert_lite.config import load_config
+
+    print(yaml.safe_dump(load_config(args.config).resolved(), allow_unicode=True, sort_keys=False), end="")
+    return 0
+
+
+def _data_flags() -> argparse.ArgumentParser:
+    """The data flags `run` and `finetune` share (an argparse parent)."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--text-column", help="text column of the data files (default: text)")
+    flags.add_argument("--label-column", help="label column of the data files (default: label)")
+    flags.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
+    return flags
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from structbert_lite.publish.verify import verify_command
 
@@ -146,15 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: library internals)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="convert, quantize, validate and publish (gated)")
+    data_flags = _data_flags()
+    run = sub.add_parser("run", help="convert, quantize, validate and publish (gated)", parents=[data_flags])
     run.add_argument("--config", required=True, help="pipeline YAML (see configs/)")
-    run.add_argument("--model", help="ModelScope id, hf:<owner>/<name>, a local ModelScope-layout folder, or 'demo'")
+    run.add_argument("--model", help=MODEL_HELP)
     run.add_argument("--eval", help="eval data: CSV/TSV/JSONL/Parquet file or a dataset id (default: the config's)")
     run.add_argument("--out", type=Path, help="output folder (default: artifacts/<config name>)")
-    run.add_argument("--text-column", help="eval text column (default: text)")
-    run.add_argument("--label-column", help="eval label column (default: label)")
     run.add_argument("--distill-data", help="unlabelled in-domain texts (CSV/TSV/JSONL/Parquet) for every distill step")
-    run.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     run.add_argument("--speed-unverified-ok", action="store_true",
                      help="exit 0, not 4, when the set was published but a busy machine left its speed unverified "
                           "(`make demo`); a failed gate or a user error still fails")
@@ -170,16 +190,19 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("folder", help="a variant folder, or a folder holding several")
     verify.set_defaults(func=_cmd_verify)
 
-    tune = sub.add_parser("finetune", help="fine-tune a checkpoint on labelled reviews (ModelScope layout out)")
-    tune.add_argument("--model", required=True, help="ModelScope id, hf:<owner>/<name>, a local ModelScope-layout folder, or 'demo'")
+    tune = sub.add_parser("finetune", help="fine-tune a checkpoint on labelled reviews (ModelScope layout out)",
+                          parents=[data_flags])
+    tune.add_argument("--model", required=True, help=MODEL_HELP)
     tune.add_argument("--train", required=True, help="labelled training data: CSV/TSV/JSONL/Parquet (columns as --eval)")
     tune.add_argument("--eval", help="labelled eval data (default: a held-out share of --train)")
     tune.add_argument("--out", required=True, type=Path, help="folder for the fine-tuned checkpoint (written atomically)")
     tune.add_argument("--config", help="YAML with a finetune: section (see configs/finetune.yaml)")
-    tune.add_argument("--text-column", help="text column (default: text)")
-    tune.add_argument("--label-column", help="label column (default: label)")
-    tune.add_argument("--quiet", action="store_true", help="no progress bars, warnings only")
     tune.set_defaults(func=_cmd_finetune)
+
+    config = sub.add_parser("config", help="inspect a pipeline config").add_subparsers(dest="action", required=True)
+    show = config.add_parser("show", help="print the config fully resolved (every default spelled out) as YAML")
+    show.add_argument("--config", required=True, help="pipeline YAML (see configs/)")
+    show.set_defaults(func=_cmd_config_show)
 
     from structbert_lite.score.command import add_export_triton_arguments, add_score_arguments
 
@@ -193,9 +216,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the same clean-up runs (exit 143)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose, getattr(args, "quiet", False), compact=args.command == "run")
+    if args.command != "serve" and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)  # serve shuts down gracefully on its own
     try:
         return args.func(args)
     except StructbertLiteError as exc:
@@ -208,9 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the disk is full (No space left on device){where}: free some space and re-run; "
               "nothing half-written was published", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted: nothing half-written was published", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: nothing half-written was published",
+              file=sys.stderr)
+        return 143 if terminated else 130
     except Exception:  # not a user error nor a failed check (those are caught above or are results): a bug
         return _report_bug()
 

@@ -1,8 +1,9 @@
 """Pipeline configuration: YAML files validated against a pydantic schema.
 
 Unknown keys, wrong types (``threads: true`` is not 1), impossible values and duplicate YAML keys are
-errors naming the key and the file (Olive-style: ``extra="forbid"``). ``configs/*.yaml`` mirror these
-classes one to one; every field has a one-line description.
+errors naming the key and the file (Olive-style: ``extra="forbid"``). Every field has a one-line description
+and a default where one makes sense; ``configs/*.yaml`` state only what differs from the defaults, and
+`PipelineConfig.resolved` (``structbert-lite config show``, every manifest) spells out the rest.
 
 Variants are *steps* (`structbert_lite.steps`): each entry of ``variants`` names the step that makes it, its
 parent (``source`` = the checkpoint, or an earlier variant), the step's ``options`` (validated against the
@@ -236,8 +237,15 @@ class PipelineConfig(_Strict):
         raise KeyError(name)
 
     def resolved(self) -> dict:
-        """The config as plain data, as recorded in manifests."""
-        return self.model_dump(mode="json", by_alias=True)
+        """The config as plain data with every default spelled out, each step's options included: what manifests
+        and reports record and `structbert-lite config show` prints."""
+        from structbert_lite.steps import step_options
+
+        data = self.model_dump(mode="json", by_alias=True)
+        for entry, variant in zip(data["variants"], self.variants, strict=True):
+            options = step_options(variant.step, variant.options, f"variant {variant.name}")
+            entry["options"] = options.model_dump(mode="json", by_alias=True)
+        return data
 
 
 def format_validation_errors(exc: ValidationError, origin: str, prefix: str = "") -> str:
@@ -277,6 +285,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
     keys = set()
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden, not duplicated
+            continue
         key = loader.construct_object(key_node, deep=deep)
         if key in keys:
             raise yaml.constructor.ConstructorError(

@@ -33,6 +33,10 @@ unknown and duplicate keys are errors, and every error names the key. Each entry
 **step**; its `options:` are validated against that step's `Options` (below). `--model`, `--eval`,
 `--text-column`, `--label-column` and `--distill-data` override `model.source`, `eval.source`,
 `eval.text_column`, `eval.label_column` and the distill steps' `data`.
+
+The shipped configs state only what differs from the defaults below, each with its reason. To see everything a
+config sets, defaults included, as the run's manifests and report.json record it:
+`structbert-lite config show --config configs/demo.yaml`.
 """
 
 

@@ -23,15 +23,31 @@ def test_shipped_configs_validate(path):
     assert [v.name for v in cfg.variants][:3] == ["fp32", "fp32-optimized", "int8-dynamic"]
 
 
-def test_demo_yaml_mirrors_the_schema():
-    """configs/demo.yaml spells out every section of the schema and every option of every step it uses."""
-    data = yaml.safe_load((CONFIGS[0].parent / "demo.yaml").read_text(encoding="utf-8"))
+def restated_defaults(given: dict, defaults: dict, where: str) -> list[str]:
+    """The keys of ``given`` (nested) set to exactly their default."""
+    found = []
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            found += restated_defaults(value, defaults[key], f"{where}.{key}")
+        elif key in defaults and value == defaults[key]:
+            found.append(f"{where}.{key}")
+    return found
+
+
+@pytest.mark.parametrize("path", PIPELINE_CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_state_only_what_differs_from_the_defaults(path):
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    found = []
     for section in ("model", "demo", "eval", "validate", "publish"):
         schema_cls = PipelineConfig.model_fields["validate_" if section == "validate" else section].annotation
-        assert set(data[section]) == set(schema_cls.model_fields), section
+        found += restated_defaults(data.get(section) or {}, schema_cls().model_dump(mode="json"), section)
     for variant in data["variants"]:
-        options = resolve_step(variant["step"]).Options
-        assert set(variant["options"]) == set(options.model_fields), variant["name"]
+        options = resolve_step(variant["step"]).Options().model_dump(mode="json")
+        found += restated_defaults(variant.get("options") or {}, options, f"{variant['name']}.options")
+        found += [f"{variant['name']}.{key}" for key, default in (("parent", "source"), ("publish", True),
+                                                                   ("required", True)) if variant.get(key) == default]
+    assert not found, f"{path.name} restates defaults (`config show` prints them): {', '.join(found)}"
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 90
 
 
 def bad(extra: str) -> str:

@@ -112,8 +112,11 @@ def check_inline(command: str) -> None:
         unknown = [w for w in words if w.startswith("-") and w.split("=")[0] not in parser._option_string_actions]
     else:
         assert words[0] in subparsers.choices, f"`structbert-lite {command}`: no sub-command {words[0]!r}"
-        known = subparsers.choices[words[0]]._option_string_actions
-        unknown = [w for w in words[1:] if w.startswith("--") and w.split("=")[0] not in known]
+        sub, rest = subparsers.choices[words[0]], words[1:]
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]  # `config show`
+        if nested and rest and rest[0] in nested[0].choices:
+            sub, rest = nested[0].choices[rest[0]], rest[1:]
+        unknown = [w for w in rest if w.startswith("--") and w.split("=")[0] not in sub._option_string_actions]
     assert not unknown, f"`structbert-lite {command}`: unknown flag(s) {unknown}"
 
 
