@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import socket
 import time
 from pathlib import Path
 
@@ -240,6 +241,13 @@ def write_config(path: Path, config: dict) -> str:
     """``config`` as a pipeline YAML at ``path``; returns the path as the CLI takes it."""
     path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
     return str(path)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for_file(path: Path, worker, what: str, poll_s: float, timeout_s: float = 180.0) -> None:

@@ -6,7 +6,6 @@ re-downloads cleanly; a partial cache is never used."""
 from __future__ import annotations
 
 import hashlib
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from hub_support import fault_then_clean_rerun, resolve_fails
 
 from structbert_lite.convert.checkpoint import load_classifier
 from structbert_lite.convert.sources import resolve_source
-from tests.builders import write_modelscope_checkpoint
+from tests.builders import free_port, write_modelscope_checkpoint
 from tests.hub_server import HubServer, point_clients_at, same_files
 
 MODEL = "damo/nlp_structbert_sentiment-classification_chinese-tiny"
@@ -132,9 +131,7 @@ def test_unchanged_cache_is_reused_without_refetching(hub):
 
 
 def test_connection_refused_is_quick_and_says_how_to_work_offline(monkeypatch, tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     point_clients_at(monkeypatch.setenv, f"http://127.0.0.1:{port}", tmp_path)
     message, elapsed = resolve_fails(MODEL)
     assert "connection refused" in message and "--model DIR" in message and "make demo" in message
@@ -143,9 +140,7 @@ def test_connection_refused_is_quick_and_says_how_to_work_offline(monkeypatch, t
 
 def test_standalone_server_serves_a_folder(tmp_path, monkeypatch, checkpoints):
     """`python -m tests.hub_server --model-id … --dir … --port …`, as the lead uses it for `make convert`."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     repo_root = Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "tests.hub_server", "--model-id", MODEL, "--dir", str(checkpoints["master"]), "--port", str(port)]
     server = subprocess.Popen(command, cwd=repo_root, stdout=subprocess.PIPE, text=True)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from tests.builders import free_port
 
 CHARS = (
     "这部电影太好看了烂完全浪费时间非常喜欢不错差劲推荐服务态度很一般质量还可以东西收到满意失望"
@@ -117,12 +118,6 @@ def wait_ready(client, timeout: float = 20.0) -> dict:
         if time.monotonic() > deadline:
             raise AssertionError(f"server not ready after {timeout} s: {response.status_code} {response.text}")
         time.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LiveServer:
