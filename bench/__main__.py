@@ -1,4 +1,5 @@
-"""``python -m structbert_lite.bench [--out DIR] [--model DIR] [--shapes base,student] [--threads N] [--quick]`` (``make bench``)."""
+"""``python -m structbert_lite.bench [--out DIR] [--model DIR] [--shapes base,student] [--threads N] [--rounds N]
+[--peers A,B] [--throughput-cap S] [--quick]`` (``make bench``)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--config", default=None, help="pipeline config whose variants are ours, built by its steps "
                         "(default: configs/structbert-base.yaml, the published recipe)")
     parser.add_argument("--shapes", default="base,student", help="model shapes to run, comma-separated (default: base,student; "
-                        "student = 4 layers x 312 on the same vocabulary)")
+                        "student = the config's distill step's student size on the same vocabulary)")
     parser.add_argument("--threads", type=int, default=2, help="thread budget of every contender (default: 2)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default: 3; quick: 1)")
+    parser.add_argument("--peers", default=None, help="only these peers, comma-separated (default: all; the baseline "
+                        "pytorch-fp32 always runs)")
+    parser.add_argument("--throughput-cap", type=float, default=None, help="seconds per throughput block (default: 30)")
     parser.add_argument("--quick", action="store_true", help="tiny model, few repeats: checks the harness in seconds")
     args = parser.parse_args(argv)
+    if args.peers is not None:
+        from structbert_lite.bench.contenders import BASELINE, PEERS
+
+        args.peers = tuple(dict.fromkeys([BASELINE] + [p.strip() for p in args.peers.split(",") if p.strip()]))
+        if set(args.peers) - set(PEERS):
+            parser.error(f"--peers: unknown {sorted(set(args.peers) - set(PEERS))}; choose from {', '.join(PEERS)}")
     if args.threads < 1:
         parser.error("--threads must be >= 1")
     if args.rounds is not None and args.rounds < 1:
@@ -49,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides["config_path"] = args.config
     if args.rounds:
         overrides["rounds"] = args.rounds
+    if args.peers is not None:
+        overrides["peers"] = args.peers
+    if args.throughput_cap:
+        overrides["throughput_cap_s"] = args.throughput_cap
     settings = BenchSettings.quick_run(**overrides) if args.quick else BenchSettings.full_run(**overrides)
     command = "python -m structbert_lite.bench " + " ".join(shlex.quote(a) for a in argv)
     results = run_benchmark(settings, args.out, command.strip())

@@ -83,12 +83,24 @@ def issue_checks(shape: str, contenders: dict, comparisons: dict) -> list[dict]:
     row = comparisons.get(MIN_SPEEDUP_POINT) or {}
     value = faster(MIN_SPEEDUP_POINT, row["best_ours_value"], row["baseline"]) if row.get("best_ours_value") and row.get("baseline") else None
     checks.append(_check(f"{shape}: our fastest ({row.get('best_ours') or '—'}) vs PyTorch FP32 at {MIN_SPEEDUP_POINT}", value, MIN_SPEEDUP))
-    return checks
+    return checks + batching_checks(shape, contenders)
+
+
+NNCF_PEER = "openvino-int8-nncf"
+# Issue 19: corpus throughput with invariant batching >= this many times the same variant one text per call.
+MIN_BATCHING_GAIN = 1.5
+
+
+def fastest_int8(contenders: dict, point: str) -> tuple[Optional[str], Optional[float]]:
+    """(name, figure) of our fastest int8 contender at ``point``."""
+    ours_int8 = {n: e for n, e in contenders.items() if e["group"] == "ours" and e["precision"] == "int8"}
+    return best_at(ours_int8, point, ("ours",))
 
 
 def cross_shape(shapes: dict) -> Optional[dict]:
-    """{student contender: {point: {"vs_teacher_fp32", "vs_teacher_int8"}}}: the student against the teacher's
-    PyTorch FP32 and our int8 on the base shape (None unless both shapes ran)."""
+    """{student contender: {point: {"vs_teacher_fp32", "vs_teacher_int8", "teacher_int8", "vs_teacher_nncf"}}}: the
+    student against the teacher's PyTorch FP32, our fastest int8 and OpenVINO + NNCF int8 on the base shape (None
+    unless both shapes ran). The teacher's fastest int8 is picked per point."""
     if "base" not in shapes or "student" not in shapes:
         return None
     teacher = shapes["base"]["contenders"]
@@ -99,22 +111,41 @@ def cross_shape(shapes: dict) -> Optional[dict]:
             mine = figure(entry, point)
             if not mine:
                 continue
-            fp32, int8 = figure(teacher.get(BASELINE, {}), point), figure(teacher.get(OURS_INT8, {}), point)
+            fp32, nncf = figure(teacher.get(BASELINE, {}), point), figure(teacher.get(NNCF_PEER, {}), point)
+            fastest, int8 = fastest_int8(teacher, point)
             rows[point] = {"vs_teacher_fp32": faster(point, mine, fp32) if fp32 else None,
-                           "vs_teacher_int8": faster(point, mine, int8) if int8 else None}
+                           "vs_teacher_int8": faster(point, mine, int8) if int8 else None, "teacher_int8": fastest,
+                           "vs_teacher_nncf": faster(point, mine, nncf) if nncf else None}
         table[name] = rows
     return table
 
 
-def cross_checks(cross: Optional[dict]) -> list[dict]:
-    """Issue 14's bench check: the student's int8 vs the teacher's int8 at 1x32 and in throughput."""
+def cross_checks(shapes: dict, cross: Optional[dict]) -> list[dict]:
+    """Issues 14/19: the student's fastest int8 vs the teacher's fastest int8 and vs its OpenVINO + NNCF int8,
+    at 1x32 and in corpus throughput."""
     if cross is None:
         return []
-    rows = cross.get(OURS_INT8) or {}
-    return [
-        _check(f"student {OURS_INT8} vs the teacher's {OURS_INT8} at {where}", (rows.get(point) or {}).get("vs_teacher_int8"), STUDENT_MIN_SPEEDUP)
-        for point, where in ((STUDENT_POINT, STUDENT_POINT), (THROUGHPUT, "corpus throughput"))
-    ]
+    checks = []
+    for point, where in ((STUDENT_POINT, STUDENT_POINT), (THROUGHPUT, "corpus throughput")):
+        student, _ = fastest_int8(shapes["student"]["contenders"], point)
+        row = (cross.get(student) or {}).get(point) or {}
+        teacher_int8 = row.get("teacher_int8") or "—"
+        checks.append(_check(f"student {student or '—'} vs the teacher's fastest int8 ({teacher_int8}) at {where}",
+                             row.get("vs_teacher_int8"), STUDENT_MIN_SPEEDUP))
+        checks.append(_check(f"student {student or '—'} vs the teacher's {NNCF_PEER} at {where}",
+                             row.get("vs_teacher_nncf"), STUDENT_MIN_SPEEDUP))
+    return checks
+
+
+def batching_checks(shape: str, contenders: dict) -> list[dict]:
+    """Corpus throughput with invariant (exact-length) batching vs the same variant one text per call."""
+    checks = []
+    for name, entry in contenders.items():
+        batched, alone = entry.get("throughput") or {}, entry.get("throughput_one_text") or {}
+        if batched.get("batching") == "exact-length" and alone.get("texts_per_s"):
+            checks.append(_check(f"{shape}: {name} corpus throughput, exact-length batches vs one text per call",
+                                 batched["texts_per_s"] / alone["texts_per_s"], MIN_BATCHING_GAIN))
+    return checks
 
 
 def losing_points(contenders: dict) -> list[tuple[int, int]]:

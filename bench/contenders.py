@@ -50,7 +50,11 @@ PEERS = {
 
 
 def ours(prep: Prepared) -> dict[str, tuple[Contender, ContenderSpec]]:
-    """Our published variants of ``prep`` (the config's variants with ``publish: true`` that were built)."""
+    """Our published variants of ``prep`` (the config's variants with ``publish: true`` that were built).
+
+    Each is batched for throughput as the product batches it without changing an answer: OpenVINO variants by
+    exact token length, unpadded (equal-length rows are invariant); ONNX dynamic int8 one text per call (one
+    activation scale per batch); ONNX FP32 in padded buckets. Peers get padded buckets, their best."""
     found = {}
     for variant in prep.cfg.variants:
         artifact = prep.ours.get(variant.name)
@@ -61,9 +65,11 @@ def ours(prep: Prepared) -> dict[str, tuple[Contender, ContenderSpec]]:
         description = f"our {variant.name} artifact (step {variant.step} ← {variant.parent})"
         contender = Contender(name, "ours", "int8" if quantized else "fp32", description, lambda p, s: None, BOTH)
         if artifact.format == "onnx":
-            spec = ContenderSpec(name, "onnxruntime", artifact.path, prep.tokenizer_dir)
+            spec = ContenderSpec(name, "onnxruntime", artifact.path, prep.tokenizer_dir,
+                                 options={"batching": "one" if quantized else "padded"})
         else:
-            spec = ContenderSpec(name, "openvino", artifact.path, prep.tokenizer_dir, options={"precision": None})
+            spec = ContenderSpec(name, "openvino", artifact.path, prep.tokenizer_dir,
+                                 options={"precision": None, "batching": "exact-length"})
         found[name] = (contender, spec)
     return found
 

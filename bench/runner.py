@@ -34,13 +34,15 @@ RESULT_KEYS = (
     "schema", "created_at", "command", "wall_s", "settings", "machine", "trust", "ceilings", "shapes", "cross_shape", "checks",
 )
 # Keys of results.json["shapes"][shape]; and of each ...["contenders"][name].
-SHAPE_KEYS = ("model", "flops", "contenders", "comparisons", "checks", "profile")
+SHAPE_KEYS = ("model", "flops", "contenders", "comparisons", "checks", "profile", "static_shapes")
 CONTENDER_KEYS = (
     "group", "precision", "description", "status", "error", "prepare_s", "options", "details",
-    "latency", "throughput", "cold_start", "memory", "ceiling_share", "contention",
+    "latency", "throughput", "throughput_one_text", "cold_start", "memory", "ceiling_share", "contention",
 )
 CEILINGS_FUNCTION = "structbert_lite.bench.ceilings:measure_ceilings"
 PROFILE_FUNCTION = "structbert_lite.bench.profiling:profile_by_op_type"
+STATIC_SHAPES_FUNCTION = "structbert_lite.bench.static_shapes:measure_static_shapes"
+OURS_OPENVINO = "ours-openvino-int8"
 
 
 def job_name(shape: str, name: str) -> str:
@@ -57,7 +59,7 @@ def prepare_contenders(prep: Prepared, settings: BenchSettings) -> tuple[dict, d
     """({name: entry}, {name: ContenderSpec}) of one shape: its peers, ours, and ours that failed to build."""
     entries, specs = {}, {}
     for name, contender in PEERS.items():
-        if prep.shape_name not in contender.shapes:
+        if prep.shape_name not in contender.shapes or (settings.peers is not None and name not in settings.peers):
             continue
         t0 = time.perf_counter()
         try:
@@ -90,23 +92,35 @@ def model_info(prep: Prepared, texts: list[str], settings: BenchSettings) -> dic
     }
 
 
+def ceiling_precision(entry: dict) -> str:
+    """The GEMM precision a contender's matmuls ran at: int8 for quantized ones, else bf16 where OpenVINO
+    ran the graph in bf16 (its default on CPUs with BF16), else fp32."""
+    if entry["precision"] == "int8":
+        return "int8"
+    return "bf16" if (entry.get("details") or {}).get("INFERENCE_PRECISION_HINT") == "bf16" else "fp32"
+
+
 def fill_entry(entry: dict, measured: dict, flops: dict, ceilings: Optional[dict], useful_flops: float) -> None:
     """A contender's figures from the core's aggregate, plus its share of the GEMM ceiling."""
+    from structbert_lite.bench.ceilings import ceiling_for
+
     entry.update(
         latency=measured["latency"], throughput=measured["throughput"], details=measured["details"],
+        throughput_one_text=measured.get("throughput_one_text"),
         cold_start={"s": measured["cold_start_s"], "load_s": measured["load_s"]},
         memory={"rss_first_answer_mb": measured["rss_first_answer_mb"], "peak_rss_mb": measured["peak_rss_mb"]},
         contention=measured["contention"], first_logits=measured["first_logits"],
         load_average_after_rounds=measured["load_average_after"],
     )
-    if ceilings and entry["precision"] in ceilings:
-        best = ceilings[entry["precision"]]["gflops_best"]
+    kernel, best = ceiling_for(ceilings or {}, ceiling_precision(entry))
+    if best:
         share = {p: {"gflops": flops[p] / (v["p50"] / 1000) / 1e9} for p, v in entry["latency"].items()}
         if entry["throughput"]:
             share["throughput"] = {"gflops": entry["throughput"]["texts_per_s"] * useful_flops / 1e9}
         for figures in share.values():
             figures["share_of_ceiling"] = figures["gflops"] / best
-        entry["ceiling_share"] = share
+        entry["ceiling_share"] = {**share, "ceiling": {"kernel": kernel, "precision": ceiling_precision(entry),
+                                                       "gflops_best": best}}
 
 
 def merge_ceilings(runs: list[dict]) -> Optional[dict]:
@@ -143,6 +157,19 @@ def profile_if_losing(shape: dict, specs: dict, settings: BenchSettings, work: P
               "out_dir": str(work / "profiles")}
     by_op, error = runner.spawn_call(PROFILE_FUNCTION, kwargs, work / "jobs", "profile", settings.threads, settings.timeout_s)
     return {"points": [f"{b}x{s}" for b, s in losing], "by_op_type": by_op, "error": error}
+
+
+def static_shapes(specs: dict, settings: BenchSettings, work: Path, texts: list[str]) -> Optional[dict]:
+    """Static vs dynamic shapes of our OpenVINO int8 variant on the reviews (`bench.static_shapes`), or None."""
+    spec = specs.get(OURS_OPENVINO)
+    if spec is None or not settings.static_shapes:
+        return None
+    logger.info("static vs dynamic shapes of %s", OURS_OPENVINO)
+    kwargs = {"model_dir": str(spec.path), "texts": texts, "threads": settings.threads,
+              "max_length": settings.max_length, "rounds": settings.static_rounds, "repeats": settings.static_repeats}
+    result, error = runner.spawn_call(STATIC_SHAPES_FUNCTION, kwargs, work / "jobs", "static-shapes", settings.threads,
+                                      settings.timeout_s)
+    return result if error is None else {"error": error}
 
 
 def prepare_all(settings: BenchSettings, work: Path, texts: list[str]) -> tuple[dict, dict, dict]:
@@ -211,6 +238,8 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
         shape["comparisons"] = compare.compare(shape["contenders"])
         shape["checks"] = compare.issue_checks(shape_name, shape["contenders"], shape["comparisons"])
         shape["profile"] = profile_if_losing(shape, by_shape[shape_name], settings, work) if shape_name == "base" else None
+        shape["static_shapes"] = (static_shapes(by_shape[shape_name], settings, work, texts)
+                                  if shape_name == "base" else None)
     cross = compare.cross_shape(shapes)
     verdict = trust.assess(measured, job_name(settings.shapes[0], BASELINE), compare.MIN_SPEEDUP_POINT, trust.TrustLimits())
     results = {
@@ -218,7 +247,7 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
         "settings": settings.as_dict(),
         "machine": {**at_start, "versions": machine.library_versions()},
         "trust": verdict, "ceilings": ceilings, "shapes": shapes, "cross_shape": cross,
-        "checks": [c for shape in shapes.values() for c in shape["checks"]] + compare.cross_checks(cross),
+        "checks": [c for shape in shapes.values() for c in shape["checks"]] + compare.cross_checks(shapes, cross),
     }
     results["wall_s"] = time.perf_counter() - started
     out.mkdir(parents=True, exist_ok=True)

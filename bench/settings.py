@@ -15,8 +15,8 @@ from structbert_lite.measure.plan import MeasurePlan
 
 # (batch, seq_len) latency points: batch 1 over lengths, then the issue's two batched points.
 LATENCY_GRID = ((1, 32), (1, 64), (1, 128), (8, 64), (32, 128))
-# StructBERT-base (ModelScope nlp_structbert_sentiment-classification_chinese-base) and the distilled student
-# a user would publish (4 layers x 312, the MiniRBT/TinyBERT-4 shape) on the same vocabulary.
+# StructBERT-base (ModelScope nlp_structbert_sentiment-classification_chinese-base) and a distilled student on the
+# same vocabulary (4 layers x 312, the MiniRBT/TinyBERT-4 shape); `full_run` measures the config's student instead.
 SHAPES = {
     "base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
     "student": {"hidden_size": 312, "num_hidden_layers": 4, "num_attention_heads": 12, "intermediate_size": 1200},
@@ -30,6 +30,26 @@ VOCAB_SIZE = 21128  # bert-base-chinese / StructBERT-base vocabulary
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "structbert-base.yaml"
 
 
+STUDENT_FIELDS = {"layers": "num_hidden_layers", "hidden_size": "hidden_size", "heads": "num_attention_heads",
+                  "intermediate_size": "intermediate_size"}
+
+
+def config_student_shape(config_path, teacher: dict) -> dict:
+    """The student shape of the config's first distill step (its null sizes: the teacher's; no distill step:
+    `SHAPES["student"]`), so `make bench` measures the student the config really builds."""
+    import yaml
+
+    data = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+    step = next((v for v in data.get("variants") or [] if v.get("step") == "distill"), None)
+    if step is None:
+        return dict(SHAPES["student"])
+    options = step.get("options") or {}
+    shape = {field: options.get(key) or teacher[field] for key, field in STUDENT_FIELDS.items()}
+    if options.get("layers") is None:
+        shape["num_hidden_layers"] = max(1, teacher["num_hidden_layers"] // 2)  # the step's default: half
+    return shape
+
+
 @dataclasses.dataclass
 class BenchSettings:
     """One benchmark run. Times are wall-clock seconds, sizes are tokens."""
@@ -38,6 +58,7 @@ class BenchSettings:
     model_dir: Optional[str] = None  # a ModelScope-layout checkpoint for the base shape; None: random weights
     config_path: Optional[str] = str(DEFAULT_CONFIG)  # pipeline config whose variants are "ours"
     shapes: tuple = ("base", "student")  # which of `shape_configs` to run, in report order
+    peers: Optional[tuple] = None  # the peers to run (None: all of `contenders.PEERS`)
     shape_configs: dict = dataclasses.field(default_factory=lambda: {k: dict(v) for k, v in SHAPES.items()})
     seed: int = 20240601  # random weights, synthetic ids, review sample
     max_length: int = 128  # truncation of the throughput reviews
@@ -48,7 +69,7 @@ class BenchSettings:
     min_repeats: int = 2  # timed runs per latency point per round, at least ...
     max_repeats: int = 30  # ... and at most
     point_budget_s: float = 1.0  # ... and otherwise as many as fit into this per point and round
-    throughput_rows: int = 1000  # real reviews scored for throughput
+    throughput_rows: int = 2000  # real reviews scored for throughput (corpus throughput)
     throughput_batch_sizes: tuple = (1, 8, 32)  # candidates; each contender keeps its best (tuned on a sample)
     throughput_tune_texts: int = 16  # texts of median length scored per candidate batch size while tuning
     throughput_cap_s: float = 30.0  # stop a throughput block after this long (reported as partial)
@@ -56,6 +77,9 @@ class BenchSettings:
     ceiling_shape: tuple = (512, 768, 3072)  # (M, K, N) of the GEMM ceiling micro-graphs
     ceiling_repeats: int = 10
     profile_runs: int = 20  # runs per point when profiling our int8 graph by op type
+    static_shapes: bool = True  # static vs dynamic shapes of our OpenVINO int8 (base shape), `bench.static_shapes`
+    static_rounds: int = 3  # alternating dynamic/static blocks per timed length
+    static_repeats: int = 10  # timed runs per block
     timeout_s: float = 900.0  # one worker process
     quick: bool = False
 
@@ -66,6 +90,11 @@ class BenchSettings:
 
     @classmethod
     def full_run(cls, **overrides) -> "BenchSettings":
+        """StructBERT-base, and the student shape the config's distill step builds from it."""
+        if "shape_configs" not in overrides:
+            shapes = {k: dict(v) for k, v in SHAPES.items()}
+            shapes["student"] = config_student_shape(overrides.get("config_path", DEFAULT_CONFIG), shapes["base"])
+            overrides["shape_configs"] = shapes
         return cls(**overrides)
 
     @classmethod
@@ -75,7 +104,8 @@ class BenchSettings:
             shape_configs={k: dict(v) for k, v in TINY_SHAPES.items()},
             rounds=1, settle_s=0.0, min_repeats=2, max_repeats=5, point_budget_s=0.1, throughput_rows=64,
             throughput_batch_sizes=(8, 32), throughput_tune_texts=8, throughput_cap_s=10.0, calibration_texts=8,
-            ceiling_shape=(128, 256, 512), ceiling_repeats=3, profile_runs=3, timeout_s=180.0, quick=True,
+            ceiling_shape=(128, 256, 512), ceiling_repeats=3, profile_runs=3, static_rounds=1, static_repeats=3,
+            timeout_s=180.0, quick=True,
         )
         values.update(overrides)
         return cls(**values)

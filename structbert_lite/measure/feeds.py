@@ -3,6 +3,8 @@
 - `synthetic_feed`: valid ids of exactly ``batch x seq_len`` tokens (``[CLS] … [SEP]``, no padding), seeded by
   the point, so every contender and every round times the same tensor;
 - `bucket_feeds`: real texts in length-sorted batches with dynamic padding (what a batching server sends);
+- `exact_length_feeds`: real texts grouped by exact token length, unpadded (invariant batching: every row's answer
+  equals its answer alone on engines that hold equal-length invariance, e.g. OpenVINO int8);
 - `calibration_feeds`: one text per feed, unpadded, tokenized as served (NNCF calibration).
 
 Torch-free: ``tokenizer`` is a `tokenizers.Tokenizer` from `runtime.load_tokenizer`.
@@ -48,6 +50,16 @@ def bucket_feeds(tokenizer, texts: Sequence[str], batch_size: int) -> list[dict[
     """Length-sorted batches of ``texts`` with dynamic padding (padding grows batch by batch)."""
     order = length_order(tokenizer, texts)
     return [encode(tokenizer, [texts[i] for i in order[s : s + batch_size]]) for s in range(0, len(order), batch_size)]
+
+
+def exact_length_feeds(tokenizer, texts: Sequence[str], batch_size: int) -> list[dict[str, np.ndarray]]:
+    """Batches of at most ``batch_size`` texts of exactly the same token count: no row is ever padded."""
+    lengths = [sum(e.attention_mask) for e in tokenizer.encode_batch(list(texts))]
+    groups: dict[int, list[int]] = {}
+    for i in sorted(range(len(texts)), key=lambda i: (lengths[i], i)):
+        groups.setdefault(lengths[i], []).append(i)
+    return [encode(tokenizer, [texts[i] for i in idx[s : s + batch_size]])
+            for idx in groups.values() for s in range(0, len(idx), batch_size)]
 
 
 def calibration_feeds(tokenizer, texts: Sequence[str], count: int) -> list[dict[str, np.ndarray]]:

@@ -95,8 +95,8 @@ def summarize_point(rounds_ms: list[list[float]]) -> dict:
     }
 
 
-def summarize_throughput(results: list[dict]) -> Optional[dict]:
-    blocks = [r["throughput"] for r in results if r.get("throughput")]
+def summarize_throughput(results: list[dict], key: str = "throughput") -> Optional[dict]:
+    blocks = [r[key] for r in results if r.get(key)]
     if not blocks:
         return None
     middle = sorted(blocks, key=lambda b: b["texts_per_s"])[(len(blocks) - 1) // 2]  # the lower median, as measured
@@ -111,6 +111,7 @@ def aggregate(results: list[dict]) -> dict:
     return {
         "latency": {p: summarize_point([r["latency_ms"][p] for r in results]) for p in points},
         "throughput": summarize_throughput(results),
+        "throughput_one_text": summarize_throughput(results, "throughput_one_text"),  # exact-length batching only
         "cold_start_s": float(np.median([r["cold_start_s"] for r in results])),
         "load_s": float(np.median([r["load_s"] for r in results])),
         "rss_first_answer_mb": float(np.median([r["rss_first_answer_mb"] for r in results])),

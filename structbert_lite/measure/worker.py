@@ -9,7 +9,9 @@ Every timed block runs alone in its own process, so no other contender's threads
 3. throughput if asked: real texts in length-sorted buckets, dynamic padding, tokenization excluded, at the
    plan's batch size (or the fastest of several, tuned on median-length texts), bucket order shuffled with
    a fixed seed so a capped block is still a fair sample; a non-batch-invariant contender (dynamic int8
-   through `runtime.open_variant`) is scored one text at a time, as it is served;
+   through `runtime.open_variant`) is scored one text at a time, as it is served. The spec's ``batching``
+   option overrides that: "padded" (the buckets above), "exact-length" (groups of equal token length,
+   unpadded: `feeds.exact_length_feeds`; then also one text at a time, for the ratio) or "one";
 4. peak RSS over the job, and how contended the machine was during the timed blocks (`machine.ContentionMeter`).
 
 A ``call`` job runs ``"module:function"(**kwargs)`` (bench's GEMM ceilings and profiles) the same way.
@@ -27,6 +29,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -55,9 +58,12 @@ def _texts_per_s(predict, feeds: list) -> float:
     return sum(len(f["input_ids"]) for f in feeds) / max(time.perf_counter() - t0, 1e-9)
 
 
-def tune_batch_size(predict, tokenizer, texts: list[str], batch_sizes, tune_texts: int) -> tuple[int, dict]:
+def tune_batch_size(predict, tokenizer, texts: list[str], batch_sizes, tune_texts: int,
+                    make_feeds=None) -> tuple[int, dict]:
     """The fastest of ``batch_sizes`` on ``tune_texts`` median-length texts; (best, {size: texts/s})."""
     from structbert_lite.measure.feeds import bucket_feeds, length_order
+
+    make_feeds = make_feeds or bucket_feeds
 
     if len(batch_sizes) == 1:
         return int(batch_sizes[0]), {}
@@ -66,33 +72,42 @@ def tune_batch_size(predict, tokenizer, texts: list[str], batch_sizes, tune_text
     middle = [texts[i] for i in order[(len(order) - n) // 2 :][:n]]
     tuning = {}
     for batch_size in batch_sizes:
-        feeds = bucket_feeds(tokenizer, middle, batch_size)
+        feeds = make_feeds(tokenizer, middle, batch_size)
         predict(feeds[0])  # first call at this shape
         tuning[str(batch_size)] = round(_texts_per_s(predict, feeds), 3)
     return int(max(tuning, key=tuning.get)), tuning
 
 
-def measure_throughput(loaded, texts: list[str], plan: dict, meter) -> dict:
-    """Texts/s over ``texts`` (see the module docstring, step 3)."""
-    from structbert_lite.measure.feeds import bucket_feeds
+BATCHINGS = ("padded", "exact-length", "one")
 
-    sizes = plan["throughput_batch_sizes"] if loaded.batch_invariant else [1]
-    best, tuning = tune_batch_size(loaded.predict, loaded.tokenizer, texts, sizes, plan["throughput_tune_texts"])
-    buckets = bucket_feeds(loaded.tokenizer, texts, best)
+
+def measure_throughput(loaded, texts: list[str], plan: dict, meter, batching: Optional[str] = None, cap_s=None) -> dict:
+    """Texts/s over ``texts`` (see the module docstring, step 3)."""
+    from structbert_lite.measure.feeds import bucket_feeds, exact_length_feeds
+
+    batching = batching or ("padded" if loaded.batch_invariant else "one")
+    if batching not in BATCHINGS:
+        raise ValueError(f"unknown batching {batching!r}; expected one of {BATCHINGS}")
+    make_feeds = exact_length_feeds if batching == "exact-length" else bucket_feeds
+    sizes = [1] if batching == "one" else plan["throughput_batch_sizes"]
+    best, tuning = tune_batch_size(loaded.predict, loaded.tokenizer, texts, sizes, plan["throughput_tune_texts"],
+                                   make_feeds)
+    buckets = make_feeds(loaded.tokenizer, texts, best)
     loaded.predict(buckets[len(buckets) // 2])  # warm-up at a typical shape
     random.Random(plan["seed"]).shuffle(buckets)
+    cap_s = plan["throughput_cap_s"] if cap_s is None else cap_s
     done, t0 = 0, time.perf_counter()
     with meter:
         for feed in buckets:
             loaded.predict(feed)
             done += len(feed["input_ids"])
-            if time.perf_counter() - t0 > plan["throughput_cap_s"]:
+            if time.perf_counter() - t0 > cap_s:
                 break
     elapsed = time.perf_counter() - t0
     return {
         "texts_per_s": done / elapsed, "texts": done, "of_texts": len(texts), "complete": done == len(texts),
-        "seconds": elapsed, "batch_size": best, "tuning_texts_per_s": tuning,
-        "one_text_at_a_time": not loaded.batch_invariant,
+        "seconds": elapsed, "batch_size": best, "tuning_texts_per_s": tuning, "batching": batching,
+        "batches": len(buckets), "one_text_at_a_time": batching == "one",
     }
 
 
@@ -133,7 +148,11 @@ def run_contender(job: dict) -> dict:
     with meter:
         result["latency_ms"] = measure_latency(loaded, plan)
     if job.get("throughput"):
-        result["throughput"] = measure_throughput(loaded, texts, plan, meter)
+        batching = spec.options.get("batching")
+        result["throughput"] = measure_throughput(loaded, texts, plan, meter, batching)
+        if batching == "exact-length":  # the same variant served one text per call, for the ratio (half the cap)
+            half_cap = plan["throughput_cap_s"] / 2
+            result["throughput_one_text"] = measure_throughput(loaded, texts, plan, meter, "one", half_cap)
     result["contention"] = meter.result()
     result["peak_rss_mb"] = machine.peak_rss_mb()
     result["load_average_after"] = machine.load_average()

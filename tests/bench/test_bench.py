@@ -110,7 +110,7 @@ def test_baseline_ours_and_the_recipes_are_measured_on_both_shapes(quick_run):
 
 
 def test_openvino_peers_are_measured_with_their_precision_or_reported_failed(quick_run):
-    _, results, _ = quick_run
+    out, results, _ = quick_run
     base = results["shapes"]["base"]["contenders"]
     if importlib.util.find_spec("openvino") is None:
         assert all(base[n]["status"] == "failed" and "openvino" in base[n]["error"] for n in ("openvino-f32", "openvino-default"))
@@ -121,6 +121,18 @@ def test_openvino_peers_are_measured_with_their_precision_or_reported_failed(qui
         assert base[name]["status"] == "ok", (name, base[name]["error"])
         assert base[name]["details"]["INFERENCE_PRECISION_HINT"] in ("f32", "bf16", "f16")
     assert base["openvino-f32"]["details"]["INFERENCE_PRECISION_HINT"] == "f32"
+    assert results["ceilings"]["openvino-int8"]["gflops_best"] > 0
+    assert results["ceilings"]["openvino-fp32"]["gflops_best"] > 0
+    ours_ov = base.get("ours-openvino-int8")
+    if ours_ov and ours_ov["status"] == "ok":  # batched by exact length, and measured one text per call too
+        assert ours_ov["throughput"]["batching"] == "exact-length" and ours_ov["throughput_one_text"]["texts_per_s"] > 0
+        assert ours_ov["ceiling_share"]["ceiling"]["precision"] == "int8"
+        static = results["shapes"]["base"]["static_shapes"]
+        assert not static.get("error"), static.get("error")
+        assert static["per_shape"] and static["corpus_one_text_per_call"]["dynamic"] > 0
+        assert static["buckets_change_answers"] in (True, False)
+        assert "### Static vs dynamic shapes" in (out / "report.md").read_text(encoding="utf-8")
+    assert base["ours-int8-dynamic"]["throughput"]["batching"] == "one"  # dynamic int8 changes answers when batched
 
 
 # ── pure parts ────────────────────────────────────────────────────────────────────────────────────────────
@@ -133,9 +145,9 @@ def test_flops_of_structbert_base():
     assert forward_flops(base, 2, 16) == 2 * forward_flops(base, 1, 16)
 
 
-def _entry(group, p50=None, tps=None):
+def _entry(group, p50=None, tps=None, precision="int8"):
     return {
-        "group": group,
+        "group": group, "precision": precision,
         "latency": {point: {"p50": value} for point, value in (p50 or {}).items()},
         "throughput": {"texts_per_s": tps} if tps else None,
     }
@@ -163,16 +175,71 @@ def test_ratios_checks_and_losing_points():
     assert compare.losing_points(contenders) == [(8, 64), (1, 128)]  # worst first
 
 
-def test_the_student_is_compared_with_the_teachers_int8():
+def test_the_student_is_compared_with_the_teachers_fastest_int8_and_nncf():
     shapes = {
-        "base": {"contenders": {"pytorch-fp32": _entry("baseline", {"1x32": 90.0}, tps=10.0),
-                                "ours-int8-dynamic": _entry("ours", {"1x32": 12.0}, tps=60.0)}},
-        "student": {"contenders": {"ours-int8-dynamic": _entry("ours", {"1x32": 3.0}, tps=300.0)}},
+        "base": {"contenders": {"pytorch-fp32": _entry("baseline", {"1x32": 90.0}, tps=10.0, precision="fp32"),
+                                "ours-int8-dynamic": _entry("ours", {"1x32": 12.0}, tps=60.0),
+                                "ours-openvino-int8": _entry("ours", {"1x32": 10.0}, tps=80.0),
+                                "ours-fp32": _entry("ours", {"1x32": 9.0}, tps=90.0, precision="fp32"),
+                                "openvino-int8-nncf": _entry("peer", {"1x32": 10.0}, tps=100.0)}},
+        "student": {"contenders": {"ours-int8-dynamic": _entry("ours", {"1x32": 3.0}, tps=250.0)}},
     }
     cross = compare.cross_shape(shapes)
-    assert cross["ours-int8-dynamic"]["1x32"] == {"vs_teacher_fp32": 30.0, "vs_teacher_int8": 4.0}
-    assert [c["passed"] for c in compare.cross_checks(cross)] == [True, True]
+    assert cross["ours-int8-dynamic"]["1x32"] == {"vs_teacher_fp32": 30.0, "vs_teacher_int8": 10.0 / 3.0,
+                                                  "teacher_int8": "ours-openvino-int8", "vs_teacher_nncf": 10.0 / 3.0}
+    checks = compare.cross_checks(shapes, cross)
+    assert [c["passed"] for c in checks] == [True, True, True, False]  # corpus: 250 / 80 = 3.125x, 250 / 100 = 2.5x
+    assert checks[2]["value"] == pytest.approx(3.125) and "ours-openvino-int8" in checks[2]["name"]
     assert compare.cross_shape({"base": shapes["base"]}) is None
+
+
+def test_exact_length_batching_is_checked_against_one_text_per_call():
+    entry = {**_entry("ours", {"1x32": 5.0}, tps=90.0), "throughput_one_text": {"texts_per_s": 50.0}}
+    entry["throughput"]["batching"] = "exact-length"
+    (check,) = compare.batching_checks("base", {"ours-openvino-int8": entry, "peer": _entry("peer", tps=99.0)})
+    assert check["value"] == pytest.approx(1.8) and check["passed"] is True and check["limit"] == 1.5
+
+
+def test_exact_length_feeds_never_pad(tmp_path):
+    from structbert_lite.bench.workload import build_vocab
+    from structbert_lite.convert.tokenizer_files import write_tokenizer_files
+    from structbert_lite.measure.feeds import exact_length_feeds
+    from structbert_lite.reviews import sample_texts
+    from structbert_lite.runtime import load_tokenizer
+
+    (tmp_path / "vocab.txt").write_text("\n".join(build_vocab(6000)) + "\n", encoding="utf-8")
+    write_tokenizer_files(tmp_path / "vocab.txt", tmp_path / "tok", 128)
+    tokenizer = load_tokenizer(tmp_path / "tok", 128)
+    texts = sample_texts(200, seed=3)
+    feeds = exact_length_feeds(tokenizer, texts, 4)
+    assert sum(len(f["input_ids"]) for f in feeds) == 200 and max(len(f["input_ids"]) for f in feeds) <= 4
+    assert all(f["attention_mask"].all() for f in feeds)  # every row as long as the batch: no padding
+
+
+def test_static_shape_estimates_and_noise_rule():
+    from structbert_lite.bench.static_shapes import beyond_noise, corpus_estimates, sample_lengths
+
+    est = corpus_estimates([10, 20, 30, 30], {10: 1.0, 30: 3.0}, {10: 0.5, 30: 1.5}, {32: 4.0})
+    assert est["dynamic"] == pytest.approx(4 / 0.009) and est["ratio_exact_vs_dynamic"] == pytest.approx(2.0)
+    assert est["static_buckets"] == pytest.approx(4 / 0.016)
+    assert est["bucket_padding_share"] == pytest.approx(128 / 90 - 1)
+    assert sample_lengths(list(range(1, 101)), [5, 50, 99]) == [5, 50, 99]
+    assert beyond_noise([10.0, 10.5, 10.2], [9.0, 9.1, 9.2]) and not beyond_noise([10.0, 10.5], [9.0, 10.2])
+
+
+def test_the_full_run_measures_the_configs_student_and_precision_matched_ceilings(tmp_path):
+    from structbert_lite.bench.ceilings import ceiling_for
+    from structbert_lite.bench.settings import DEFAULT_CONFIG, config_student_shape
+
+    config = tmp_path / "c.yaml"
+    config.write_text("variants:\n  - {name: s, step: distill, options: {layers: 3, hidden_size: null}}\n",
+                      encoding="utf-8")
+    assert config_student_shape(config, SHAPES["base"]) == {**SHAPES["base"], "num_hidden_layers": 3}
+    student = BenchSettings.full_run().shape_configs["student"]
+    assert student == config_student_shape(DEFAULT_CONFIG, SHAPES["base"])
+    ceilings = {"int8": {"gflops_best": 300.0}, "openvino-int8": {"gflops_best": 400.0},
+                "openvino-bf16": {"gflops_best": 150.0}}
+    assert ceiling_for(ceilings, "int8") == ("openvino-int8", 400.0) and ceiling_for(ceilings, "fp32") == (None, None)
 
 
 def test_profile_aggregates_kernel_time_by_op_type_without_the_warm_up():
