@@ -26,7 +26,8 @@ from structbert_lite.errors import GateError, StructbertLiteError
 # Exit statuses (README "Exit codes"): 0 published (everything passed); 1 an unexpected error (a bug: please
 # report it with the traceback); 2 a user error (the message says how to fix it); 3 a gate failed (what passed
 # was published as a set, the reports say why the rest was not); 4 published, but the machine was too busy to
-# verify the speed checks; 5 serve could not bind its port; 130 interrupted.
+# verify the speed checks; 5 serve could not bind its port; 130 interrupted (Ctrl-C); 143 terminated (SIGTERM),
+# cleaned up as Ctrl-C is.
 EXIT_BUG, EXIT_ERROR, EXIT_GATE, EXIT_SPEED_UNVERIFIED = 1, 2, 3, 4
 # What `run` and `finetune` need beyond a serve-only install.
 CONVERT_MODULES = ("torch", "transformers", "onnx")
