@@ -17,10 +17,9 @@ import threading
 from pathlib import Path
 
 from structbert_lite.errors import ConfigError
-from structbert_lite.runtime import TRUNCATIONS
 
 from .protocol import header_timeout_protocol
-from .settings import OVERLONG_MODES, ServeSettings
+from .settings import ServeSettings, flag_fields
 
 logger = logging.getLogger(__name__)
 
@@ -35,45 +34,18 @@ class PortInUseError(ConfigError):
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    defaults = ServeSettings()
+    """``--artifact`` and one flag per `ServeSettings` field with a help text (``max_batch`` -> ``--max-batch``)."""
     parser.add_argument("--artifact", required=True, metavar="DIR", type=Path,
                         help="a published set (artifacts/demo: its fastest variant on this CPU) or one of its "
                              "variant folders (artifacts/demo/int8-dynamic)")
-    parser.add_argument("--host", default=defaults.host, help="interface to bind (default: %(default)s, loopback only)")
-    parser.add_argument("--port", type=int, default=defaults.port, help="TCP port (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=defaults.threads,
-                        help="onnxruntime intra-op threads (default: onnxruntime's, all cores)")
-    parser.add_argument("--max-length", type=int, default=defaults.max_length,
-                        help="truncation length in tokens (default: the manifest's, else 128)")
-    parser.add_argument("--overlong", choices=OVERLONG_MODES, default=defaults.overlong,
-                        help="what to do with a text over --max-length tokens (default: %(default)s)")
-    parser.add_argument("--truncation", choices=TRUNCATIONS, default=defaults.truncation,
-                        help="how to truncate: keep the first tokens, or the first and the last ones "
-                             "(default: the manifest's config.model.truncation, else head)")
-    parser.add_argument("--max-batch", type=int, default=defaults.max_batch,
-                        help="most texts per /predict_batch request (default: %(default)s)")
-    parser.add_argument("--cache-size", type=int, default=defaults.cache_size,
-                        help="LRU cache entries of recent texts, 0 to disable (default: %(default)s)")
-    parser.add_argument("--max-body-bytes", type=int, default=defaults.max_body_bytes,
-                        help="largest request body accepted (default: %(default)s)")
-    parser.add_argument("--max-inflight-body-bytes", type=int, default=defaults.max_inflight_body_bytes,
-                        help="request-body bytes held at once over all requests; past this a request gets a 503 "
-                             "with Retry-After (default: %(default)s)")
-    parser.add_argument("--batch-wait-ms", type=float, default=defaults.batch_wait_ms,
-                        help="wait this long for concurrent requests to batch together (default: %(default)s)")
-    parser.add_argument("--read-timeout-s", type=float, default=defaults.read_timeout_s,
-                        help="request headers, then the body, must each arrive within this many seconds, else a 408 "
-                             "and the connection is closed (default: %(default)s)")
+    for field in flag_fields():
+        parser.add_argument("--" + field.name.replace("_", "-"), type=field.metadata["type"], default=field.default,
+                            choices=field.metadata["choices"], help=field.metadata["help"])
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> ServeSettings:
-    return ServeSettings(
-        host=args.host, port=args.port, threads=args.threads, max_length=args.max_length, overlong=args.overlong,
-        truncation=args.truncation, max_batch=args.max_batch, cache_size=args.cache_size,
-        max_body_bytes=args.max_body_bytes, max_inflight_body_bytes=args.max_inflight_body_bytes,
-        batch_wait_ms=args.batch_wait_ms, read_timeout_s=args.read_timeout_s,
-    )
+    return ServeSettings(**{field.name: getattr(args, field.name) for field in flag_fields()})
 
 
 def is_loopback(host: str) -> bool:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from structbert_lite.constants import thread_count_problem
 from structbert_lite.errors import ConfigError
@@ -29,23 +30,43 @@ def ensure_choice_or_raise(name: str, value: str, choices: tuple[str, ...]) -> N
         raise ConfigError(f"serve setting {name} must be one of {', '.join(choices)}; got {value!r}")
 
 
+def flag_fields() -> list[dataclasses.Field]:
+    """The settings that are ``serve`` flags, in the order ``--help`` lists them."""
+    return [f for f in dataclasses.fields(ServeSettings) if "help" in f.metadata]
+
+
+def _flag(default: Any, help: str, type: Optional[Callable] = None, choices: Optional[tuple] = None) -> Any:
+    """A setting that is also a ``serve`` flag (``--max-batch`` for ``max_batch``): its help, type and choices."""
+    return dataclasses.field(default=default, metadata={
+        "help": help, "type": type or builtins.type(default), "choices": choices})
+
+
 @dataclasses.dataclass(frozen=True)
 class ServeSettings:
-    """How the stub serves one variant folder."""
+    """How the stub serves one variant folder. Every field with a help text is a flag of ``structbert-lite serve``
+    (`serve.server.add_serve_arguments` generates them, `settings_from_args` reads them back)."""
 
-    host: str = "127.0.0.1"  # interface to bind; loopback by default (the stub has no authentication)
-    port: int = 5000  # TCP port (DESIGN.md contract)
-    threads: Optional[int] = None  # onnxruntime intra-op threads (None: onnxruntime's default, all cores)
-    max_length: Optional[int] = None  # truncation length in tokens incl. [CLS]/[SEP] (None: manifest or 128)
-    overlong: str = "truncate"  # a text over max_length tokens: "truncate" it or "reject" it with a 422
-    truncation: Optional[str] = None  # "head" or "head+tail" (None: the manifest's config.model.truncation, else head)
-    max_batch: int = 64  # most texts accepted by one /predict_batch call
-    cache_size: int = 1024  # LRU cache entries of recent texts (0: no cache)
-    max_body_bytes: int = 1 << 20  # request bodies larger than this get a 413
-    max_inflight_body_bytes: int = 16 << 20  # all requests' bodies held at once; a request past this gets a 503
-    batch_wait_ms: float = 0.0  # extra wait for more concurrent requests to batch (0: batch only what is queued)
-    max_micro_batch: int = 32  # most queued texts run through the model in one call
-    read_timeout_s: float = 10.0  # request headers, then its body, each not complete this long: 408 (slow-loris)
+    host: str = _flag("127.0.0.1", "interface to bind (default: %(default)s, loopback only)")
+    port: int = _flag(5000, "TCP port (default: %(default)s)")  # DESIGN.md contract
+    threads: Optional[int] = _flag(None, "onnxruntime intra-op threads (default: onnxruntime's, all cores)", int)
+    # in tokens, [CLS]/[SEP] included
+    max_length: Optional[int] = _flag(None, "truncation length in tokens (default: the manifest's, else 128)", int)
+    overlong: str = _flag("truncate", "what to do with a text over --max-length tokens (default: %(default)s)",
+                          choices=OVERLONG_MODES)
+    truncation: Optional[str] = _flag(
+        None, "how to truncate: keep the first tokens, or the first and the last ones "
+        "(default: the manifest's config.model.truncation, else head)", str, TRUNCATIONS)
+    max_batch: int = _flag(64, "most texts per /predict_batch request (default: %(default)s)")
+    cache_size: int = _flag(1024, "LRU cache entries of recent texts, 0 to disable (default: %(default)s)")
+    max_body_bytes: int = _flag(1 << 20, "largest request body accepted (default: %(default)s)")  # else a 413
+    max_inflight_body_bytes: int = _flag(
+        16 << 20, "request-body bytes held at once over all requests; past this a request gets a 503 "
+        "with Retry-After (default: %(default)s)")
+    batch_wait_ms: float = _flag(0.0, "wait this long for concurrent requests to batch together (default: %(default)s)")
+    max_micro_batch: int = 32  # most queued texts run through the model in one call (no flag)
+    read_timeout_s: float = _flag(
+        10.0, "request headers, then the body, must each arrive within this many seconds, else a 408 "
+        "and the connection is closed (default: %(default)s)")  # slow-loris
 
     def __post_init__(self):
         ensure_positive_or_raise("port", self.port, allow_zero=True)
