@@ -76,6 +76,23 @@ def published_set_holding(folder: Path) -> Optional[str]:
     return None
 
 
+def run_of_variant(folder: Path) -> Optional[tuple[Path, str]]:
+    """(the published set's path, run id) a variant folder was published in, read through its symlinks now; None
+    for a folder that is not in a run folder (a copy elsewhere)."""
+    run = Path(os.path.realpath(folder)).parent
+    if not (RUNS_ROOT.match(run.parent.name) and (RUN_ID.match(run.name) or run.name == LEGACY)):
+        return None
+    return _set_of_run_folder(run), run.name
+
+
+def current_run_id(set_path: Path) -> Optional[str]:
+    """The run a published set's symlink points at now (None: not a symlink, or gone)."""
+    try:
+        return Path(os.readlink(set_path)).name
+    except OSError:
+        return None
+
+
 def _is_a_copied_set(folder: Path) -> bool:
     """A real folder holding a set that is not one of a runs root's run folders (``cp -rL artifacts/demo x``): it
     is adopted as a legacy run like a pre-symlink set."""

@@ -22,6 +22,9 @@ from starlette.concurrency import run_in_threadpool
 
 from structbert_lite import __version__
 from structbert_lite.api import label_score_answer, modelscope_answer
+from structbert_lite.constants import polarity_ids
+from structbert_lite.errors import ArtifactError
+from structbert_lite.publish.output_set import current_run_id, run_of_variant
 
 from .batcher import MicroBatcher
 from .cache import PredictionCache
@@ -72,6 +75,21 @@ def clip_text(text: str, max_chars: int, truncation: str) -> str:
     return text[:max_chars]
 
 
+def check_sentiment_labels(engine: Engine) -> None:
+    """Refuse a folder whose ``id2label`` is not one negative and one positive class, as ``run`` refuses such a
+    checkpoint (`constants.polarity_ids`): the API's ``label`` would be a raw ``id2label`` string."""
+    names = engine.checkpoint_labels
+    try:
+        polarity_ids(dict(enumerate(names)))
+        if len(names) != 2:
+            raise ValueError(f"it has {len(names)} labels; a sentiment classifier has 2")
+    except ValueError as exc:
+        raise ArtifactError(
+            f"refusing to serve {engine.info.path}: its config.json id2label {names} is not one negative and one "
+            f"positive class ({exc}); this server answers binary sentiment (Positive/Negative) only"
+        ) from None
+
+
 def read_page() -> str:
     return resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -89,6 +107,7 @@ class ServeState:
         self.warmup_seconds: Optional[float] = None
         self.started_at = time.time()
         self.requests = 0
+        self.origin = run_of_variant(engine.info.path)  # (set, run id) as loaded, before any republish
 
     def new_batcher(self) -> MicroBatcher:
         return MicroBatcher(self.engine.predict, self.settings.max_micro_batch, self.settings.batch_wait_ms)
@@ -157,12 +176,22 @@ class ServeState:
         return {"requests": self.requests, "uptime_s": round(time.time() - self.started_at, 1),
                 "cache": self.cache.stats(), "batching": self.batcher.stats()}
 
+    def published_set(self) -> dict[str, Any]:
+        """The run this server loaded and where its published set points now: ``moved_on`` is true after a
+        republish (restart the server to serve the new run)."""
+        if self.origin is None:
+            return {"run": None, "published_set": None}
+        set_path, run = self.origin
+        now = current_run_id(set_path)
+        return {"run": run, "published_set": {"path": str(set_path), "current_run": now, "moved_on": now != run}}
+
     def health(self) -> dict[str, Any]:
         info = self.engine.info
         return {
             "status": self.status,
             "ready": self.status == "ready",
-            "artifact": {"name": info.name, "variant": info.variant, "manifest_sha256": info.manifest_sha256},
+            "artifact": {"name": info.name, "variant": info.variant, "manifest_sha256": info.manifest_sha256,
+                         "path": str(info.path), **self.published_set()},
             "model": {
                 "labels": self.engine.labels,  # the API's names, id order
                 "checkpoint_labels": self.engine.checkpoint_labels,  # config.json id2label: 负面, 正面
@@ -188,7 +217,9 @@ class ServeState:
 def create_app(artifact_dir: Path, settings: Optional[ServeSettings] = None) -> FastAPI:
     """The API over one variant folder. Raises ArtifactError for a folder that does not verify."""
     settings = settings or ServeSettings()
-    state = ServeState(load_engine(Path(artifact_dir), settings), settings)
+    engine = load_engine(Path(artifact_dir), settings)
+    check_sentiment_labels(engine)
+    state = ServeState(engine, settings)
     page = read_page()
     PredictRequest, PredictBatchRequest = build_request_models(settings.max_batch)
 
