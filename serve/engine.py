@@ -184,9 +184,10 @@ def load_engine(artifact_dir: Path, settings: ServeSettings) -> Engine:
         "rejected" if settings.overlong == "reject" else f"truncated ({getattr(classifier, 'truncation', 'head')})",
     )
     logger.info("%s: %s", info.variant, {
-        "padded": "texts share padded model calls (its manifest measured them invariant under padding)",
+        "padded": "texts share padded model calls (its manifest measured padding harmless, not the equal-length "
+                  "check: published before it)",
         "equal_length": "concurrent texts of one exact token length share a model call, unpadded (measured bit "
-                        "for bit equal to each alone); others run alone",
+                        "for bit equal to each alone)",
         "single": "one text per model call (its answers change with batch neighbours), so an answer never "
                   "depends on the other texts it arrives with"}[engine.batching])
     return engine

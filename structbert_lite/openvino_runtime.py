@@ -1,10 +1,10 @@
 """Torch-free inference over an OpenVINO variant folder: openvino + tokenizers + numpy.
 
 The same interface as `runtime.OnnxClassifier` (``engine``, ``labels``, ``tokenizer``, ``logits_for_encoding``,
-``logits``, ``predict``, ``batch_invariant``, ``equal_length_invariant``), the same tokenization (`runtime.load_tokenizer`) and the same
-length-sorted batching (`runtime.predict_logits`), so validate and serve see an OpenVINO variant exactly as
-they see an ONNX one. `runtime.open_variant` picks this class from the manifest's ``engine`` (or from an
-``openvino_model.xml`` without a ``model.onnx``).
+``logits``, ``predict``, ``batch_invariant``, ``equal_length_invariant``), the same tokenization
+(`runtime.load_tokenizer`) and the same batching (`runtime.predict_logits`), so validate and serve see an
+OpenVINO variant exactly as they see an ONNX one. `runtime.open_variant` picks this class from the manifest's
+``engine`` (or from an ``openvino_model.xml`` without a ``model.onnx``).
 
 Precision. OpenVINO's CPU plugin runs the parts of a graph that are not int8 (LayerNorm, softmax, attention,
 embeddings) at its *default inference precision*, which is bf16 on CPUs with AVX512_BF16 or AMX and f32
@@ -63,23 +63,27 @@ def ensure_precision_or_raise(precision: Optional[str]) -> Optional[str]:
     return precision
 
 
-def compile_config(threads: Optional[int], precision: Optional[str]) -> dict:
-    """CPU compile properties: one stream, latency first, the thread budget, and a forced precision if any."""
-    config = {"PERFORMANCE_HINT": "LATENCY"}
+def compile_config(threads: Optional[int], precision: Optional[str], streams: int = 1) -> dict:
+    """CPU compile properties: the thread budget and a forced precision if any; one stream, latency first, or
+    ``streams`` > 1 streams (throughput: ``threads`` each, ``NUM_STREAMS`` x ``threads`` in all)."""
+    config: dict = {"PERFORMANCE_HINT": "LATENCY"}
+    if streams > 1:
+        config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": int(streams)}
     if threads:
-        config["INFERENCE_NUM_THREADS"] = int(threads)
+        config["INFERENCE_NUM_THREADS"] = int(threads) * max(1, int(streams))
     if precision:
         config["INFERENCE_PRECISION_HINT"] = precision
     return config
 
 
-def compile_ov_model(model, threads: Optional[int] = None, precision: Optional[str] = None, core=None):
+def compile_ov_model(model, threads: Optional[int] = None, precision: Optional[str] = None, core=None,
+                     streams: int = 1):
     """``model`` (an ``ov.Model``) compiled for the CPU with `compile_config`."""
     import openvino as ov
 
     core = core or ov.Core()
     try:
-        return core.compile_model(model, "CPU", compile_config(threads, ensure_precision_or_raise(precision)))
+        return core.compile_model(model, "CPU", compile_config(threads, ensure_precision_or_raise(precision), streams))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "RuntimeError"
         raise ModelFileError(f"OpenVINO cannot compile the model for the CPU ({first})") from None
@@ -110,10 +114,13 @@ class OpenVinoClassifier(FolderClassifier):
         precision: str | None = None,
         model=None,
         equal_length_invariant: bool = False,
+        streams: int = 1,
     ):
         """``precision`` forces an inference precision (default: the manifest's ``openvino.precision_hint``, else
         the CPU's default); ``model``, an in-memory ``ov.Model``, is scored instead of the folder's IR (the
-        quantize step scores its tries this way; the folder still gives the tokenizer and labels)."""
+        quantize step scores its tries this way; the folder still gives the tokenizer and labels). ``streams`` > 1
+        compiles for throughput and runs `logits_for_encodings` on an ``AsyncInferQueue`` of that many requests
+        (corpus scoring; ``threads`` is then per stream)."""
         import openvino as ov
 
         self.folder = Path(folder)
@@ -125,7 +132,8 @@ class OpenVinoClassifier(FolderClassifier):
         self.precision_hint = ensure_precision_or_raise(precision or recorded.get("precision_hint"))
         core = ov.Core()
         model = read_ov_model(core, self.folder) if model is None else model
-        self.compiled = compile_ov_model(model, threads, self.precision_hint, core)
+        self.streams = max(1, int(streams))
+        self.compiled = compile_ov_model(model, threads, self.precision_hint, core, self.streams)
         self.inference_precision = run_precision(self.compiled)
         gated = recorded.get("inference_precision")
         if gated and gated != self.inference_precision:
@@ -145,6 +153,26 @@ class OpenVinoClassifier(FolderClassifier):
             if "logits" in port.get_names():
                 return port
         return self.compiled.output(0)
+
+    def logits_for_encodings(self, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """Logits of each feed, in order: one call after another, or with ``streams`` > 1 on an
+        ``AsyncInferQueue`` of ``streams`` requests (each feed's result is its own call's, as alone)."""
+        if self.streams == 1:
+            return [self.logits_for_encoding(feed) for feed in feeds]
+        import openvino as ov
+
+        results: list = [None] * len(feeds)
+
+        def done(request, index):
+            results[index] = np.array(request.get_tensor(self._output).data, dtype=np.float32)  # a copy
+
+        with self._lock:
+            queue = ov.AsyncInferQueue(self.compiled, self.streams)
+            queue.set_callback(done)
+            for index, feed in enumerate(feeds):
+                queue.start_async({k: v for k, v in feed.items() if k in self._input_names}, index)
+            queue.wait_all()
+        return results
 
     def logits_for_encoding(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         feed = {k: v for k, v in feed.items() if k in self._input_names}

@@ -57,7 +57,8 @@ class Recorder:
     ({"batch_invariance": {"invariant": False, "equal_length": {"invariant": True}}}, EQUAL_LENGTH),
     ({"batch_invariance": {"invariant": False, "equal_length": {"invariant": False}}}, SINGLE),
     ({"batch_invariance": {"invariant": False, "equal_length": {"invariant": "yes"}}}, SINGLE),  # not a bool
-    ({"batch_invariance": {"invariant": True, "equal_length": {"invariant": True}}}, PADDED),
+    ({"batch_invariance": {"invariant": True, "equal_length": {"invariant": True}}}, EQUAL_LENGTH),  # exact wins
+    ({"batch_invariance": {"invariant": True, "equal_length": {"invariant": False}}}, PADDED),
 ])
 def test_the_mode_is_the_measurement(manifest, mode, tokenizer):
     manifest = json.loads(json.dumps(manifest))
