@@ -6,7 +6,7 @@ CONFIG ?= configs/structbert-base.yaml
 MODEL  ?=
 EVAL   ?=
 OUT    ?=
-ARTIFACT ?= artifacts/demo/int8-dynamic
+ARTIFACT ?= artifacts/demo
 PORT   ?= 5000
 HOST   ?= 127.0.0.1
 TEXT_COLUMN  ?=
@@ -89,7 +89,7 @@ finetune: setup ## fine-tune MODEL= on TRAIN= (labelled CSV/TSV/JSONL/Parquet) [
 	$(if $(TRAIN),,$(error TRAIN= is required: a labelled CSV/TSV/JSONL/Parquet file with text,label columns))
 	$(BIN)/structbert-lite finetune --model $(MODEL) --train $(TRAIN) $(if $(EVAL),--eval $(EVAL)) --out $(or $(OUT),artifacts/finetuned) --config $(or $(FINETUNE_CONFIG),configs/finetune.yaml) $(COLUMN_FLAGS)
 
-serve: setup ## serve a published variant (default: the demo's int8-dynamic)
+serve: setup ## serve the demo set's fastest variant on this CPU (ARTIFACT=artifacts/demo/int8-dynamic: that one)
 	$(BIN)/structbert-lite serve --artifact $(ARTIFACT) --host $(HOST) --port $(PORT)
 
 .PHONY: publish-rehearsal
