@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import TYPE_CHECKING, Iterator, Optional, Union
 
-from filelock import FileLock, Timeout
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 
 def fsync_dir(folder: Path) -> None:
@@ -60,6 +61,8 @@ def try_lock(path: Path) -> Optional[FileLock]:
     """The exclusive lock on the file ``path`` (created if missing), held until ``.release()``; ``None`` when
     another process (or another holder in this one) has it. The file is truncated once the lock is won, so a
     holder may write a note into it (who holds it) and a loser may read that note."""
+    from filelock import FileLock, Timeout  # here, so a measured worker's cold start does not import it
+
     lock = FileLock(path, timeout=0, thread_local=False)
     try:
         lock.acquire()
