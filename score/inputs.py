@@ -68,7 +68,7 @@ def resolve_paths(pattern: str) -> list[Path]:
         if path.is_dir():
             raise ScoreError(f"--input {path} is a folder; give a file or a glob of shards, e.g. '{path}/*.parquet'")
         if not path.is_file():
-            raise ScoreError(f"--input {path} does not exist")
+            raise ScoreError(f"--input {path} {eval_data.what_is(path)}; give a CSV/TSV/JSONL/JSON/Parquet file")
         paths = [path]
     suffixes = sorted({p.suffix.lower() for p in paths})
     unsupported = [s or "(none)" for s in suffixes if s not in INPUT_SUFFIXES]
@@ -83,8 +83,11 @@ def resolve_paths(pattern: str) -> list[Path]:
 
 def read_frame(path: Path) -> pd.DataFrame:
     """All rows and columns of one input file, in file order (the eval-data reader's semantics)."""
+    # No file-size limit (a corpus may be large; it is read file by file), but no line over MAX_ROW_BYTES, and a
+    # .json array (parsed whole) no larger than the eval-file limit: JSONL is the format for big corpora.
+    limit = eval_data.MAX_FILE_BYTES if Path(path).suffix.lower() == ".json" else None
     try:
-        columns, rows = eval_data.read_table(Path(path))
+        columns, rows = eval_data.read_table(Path(path), max_bytes=limit)
     except EvalDataError as exc:
         raise ScoreError(f"--input: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:

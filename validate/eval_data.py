@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -26,6 +27,13 @@ logger = logging.getLogger(__name__)
 
 FILE_READERS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 MAX_BAD_EXAMPLES = 5
+# Eval (and training) files are held in memory whole: bigger ones are refused before they are read. A 100k-review
+# eval set is ~20 MB; a 1 GB sparse CSV took 7.8 GB of RSS before this limit.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+# One line (row) of a CSV/TSV/JSONL file: the model reads at most max_length tokens of a text, ~8000x less. A JSONL
+# with one 50 MB line passed 7.8 GB of RSS before this limit; the scan that enforces it holds one block at a time.
+MAX_ROW_BYTES = 1024 * 1024
+LINE_FORMATS = (".csv", ".tsv", ".jsonl")
 
 
 @dataclasses.dataclass
@@ -112,11 +120,57 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def read_table(path: Path) -> tuple[list[str], Sequence[dict]]:
-    """(column names, rows as dicts) of a local file, chosen by extension."""
+def what_is(path: Path) -> str:
+    """What a path that is not a regular file is, in words ("does not exist", "is a folder", "is a named pipe")."""
+    import stat
+
+    if not os.path.lexists(path):
+        return "does not exist"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return "is a broken symlink" if os.path.islink(path) else "cannot be read"
+    kinds = ((stat.S_ISDIR, "is a folder"), (stat.S_ISFIFO, "is a named pipe (FIFO)"), (stat.S_ISCHR, "is a device"),
+             (stat.S_ISBLK, "is a device"), (stat.S_ISSOCK, "is a socket"))
+    return next((words for test, words in kinds if test(mode)), "is not a regular file")
+
+
+def check_line_lengths(path: Path, limit: int = MAX_ROW_BYTES, what: str = "row") -> None:
+    """EvalDataError naming the first line of ``path`` longer than ``limit`` bytes; reads one block at a time."""
+    number, length = 1, 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            pieces = block.split(b"\n")
+            for i, piece in enumerate(pieces):
+                length += len(piece)
+                if length > limit:
+                    raise EvalDataError(
+                        f"{path}: line {number} is over {limit // 1024} KiB (the most one {what} may hold); the model "
+                        "reads only its first max_length tokens: cut such texts before scoring or evaluating them"
+                    )
+                if i < len(pieces) - 1:
+                    number, length = number + 1, 0
+
+
+def check_file_size(path: Path, limit: int = MAX_FILE_BYTES, what: str = "eval file") -> None:
+    size = path.stat().st_size
+    if size > limit:
+        raise EvalDataError(
+            f"{what} {path} is {size / 2**20:.0f} MiB, over the {limit // 2**20} MiB this command reads into memory; "
+            "use a sample of it (eval.limit samples after reading)"
+        )
+
+
+def read_table(path: Path, max_bytes: Optional[int] = MAX_FILE_BYTES) -> tuple[list[str], Sequence[dict]]:
+    """(column names, rows as dicts) of a local file, chosen by extension. Files over ``max_bytes`` (None: no
+    limit) and line-based files with a line over `MAX_ROW_BYTES` are refused before they are read."""
     import pandas as pd
 
     suffix = path.suffix.lower()
+    if max_bytes is not None:
+        check_file_size(path, max_bytes)
+    if suffix in LINE_FORMATS:
+        check_line_lengths(path)
     try:
         if suffix in (".csv", ".tsv"):
             # Everything as str and no NA guessing: a review reading "NA" is a text, an empty cell is "".
@@ -164,7 +218,9 @@ def read_rows(source: str, split: str) -> tuple[list[str], Sequence[dict]]:
             )
         return read_table(path)
     if path.suffix.lower() in FILE_READERS or source.startswith((".", "/", "~")):
-        raise EvalDataError(f"eval file {path} does not exist")
+        kind = what_is(path)
+        raise EvalDataError(f"eval file {path} {kind}" + ("" if kind == "does not exist" else
+                            f": pass a CSV/TSV/JSONL/Parquet file ({', '.join(FILE_READERS)})"))
     if source == "demo":
         raise EvalDataError(
             "eval source 'demo' means the demo model's held-out split; resolve it to its JSONL file first"
