@@ -153,7 +153,8 @@ def _invariant(entry: Optional[dict]) -> str:
     record = (entry or {}).get("batch_invariance")
     if not record:
         return "—"
-    return "yes" if record["invariant"] else "no: served one at a time"
+    batching = record.get("batching") or ("padded" if record["invariant"] else "single")
+    return {"equal_length": "equal lengths, bit for bit", "padded": "yes"}.get(batching, "no: served one at a time")
 
 
 def _summary_cells(report: dict[str, Any]) -> list[list[str]]:
