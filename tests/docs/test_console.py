@@ -90,3 +90,10 @@ def test_speed_unverified_ok_does_not_hide_a_failed_gate_or_a_user_error(tmp_pat
     assert code == EXIT_GATE
     assert main(["run", "--config", str(tmp_path / "missing.yaml"), "--speed-unverified-ok"]) == 2
     capsys.readouterr()
+
+
+def test_make_demo_accepts_unverified_speed_and_make_convert_does_not():
+    from tests.ci.test_makefile import structbert_lite_args
+
+    assert "--speed-unverified-ok" in structbert_lite_args("demo")
+    assert "--speed-unverified-ok" not in structbert_lite_args("convert")
