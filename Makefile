@@ -112,7 +112,7 @@ $(BIN)/mkdocs: pyproject.toml | $(BIN)/structbert-lite
 
 docs: $(BIN)/mkdocs ## the docs site into site/ (MkDocs, --strict), docs/configs.md regenerated from the schema first
 	$(BIN)/python -m structbert_lite.docs_config
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 clean:
 	rm -rf artifacts/demo artifacts/distill-demo bench/out .pytest_cache site
