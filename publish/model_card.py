@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from structbert_lite import markdown
+from structbert_lite import markdown as md
 from structbert_lite.constants import MB, MODELSCOPE_LABELS, NEGATIVE, POSITIVE
 
 EXAMPLE_TEXTS = ["这家餐厅的菜很好吃，服务也很热情", "质量太差了，再也不会买"]
@@ -201,16 +201,18 @@ def hub_metadata(
 def _metric_rows(metrics: dict, base: dict, speed_verified: bool) -> list[tuple[str, str, str]]:
     latency = metrics.get("latency_ms") or {}
     point = f"batch {latency.get('batch', '?')} × {latency.get('seq_len', '?')} tokens"
-    speedup = markdown.fmt(metrics.get("speedup"), ".2f") if speed_verified else "not verified (machine busy while measured)"
+    speedup = md.fmt(metrics.get("speedup"), ".2f") if speed_verified else "not verified (machine busy while measured)"
+    base_p50 = (base.get("latency_ms") or {}).get("p50")
     return [
-        ("accuracy", markdown.fmt(metrics.get("accuracy"), ".4f"), markdown.fmt(base.get("accuracy"), ".4f")),
-        ("accuracy drop vs PyTorch FP32 (points)", markdown.fmt(metrics.get("accuracy_drop"), "+.2f"), "—"),
-        ("label agreement with PyTorch FP32", markdown.fmt(metrics.get("agreement"), ".4f"), "—"),
-        ("max abs logit difference", markdown.fmt(metrics.get("max_abs_logit_diff"), ".4g"), "—"),
-        (f"p50 latency, {point} (ms)", markdown.fmt(latency.get("p50"), ".2f"), markdown.fmt((base.get("latency_ms") or {}).get("p50"), ".2f")),
+        ("accuracy", md.fmt(metrics.get("accuracy"), ".4f"), md.fmt(base.get("accuracy"), ".4f")),
+        ("accuracy drop vs PyTorch FP32 (points)", md.fmt(metrics.get("accuracy_drop"), "+.2f"), "—"),
+        ("label agreement with PyTorch FP32", md.fmt(metrics.get("agreement"), ".4f"), "—"),
+        ("max abs logit difference", md.fmt(metrics.get("max_abs_logit_diff"), ".4g"), "—"),
+        (f"p50 latency, {point} (ms)", md.fmt(latency.get("p50"), ".2f"), md.fmt(base_p50, ".2f")),
         ("speedup vs PyTorch FP32", speedup, "1.00"),
-        ("model size (MB)", markdown.fmt(_mb(metrics.get("size_bytes")), ".1f"), markdown.fmt(_mb(base.get("size_bytes")), ".1f")),
-        ("peak RSS of a fresh process (MB)", markdown.fmt(metrics.get("peak_rss_mb"), ".0f"), markdown.fmt(base.get("peak_rss_mb"), ".0f")),
+        ("model size (MB)", md.fmt(_mb(metrics.get("size_bytes")), ".1f"), md.fmt(_mb(base.get("size_bytes")), ".1f")),
+        ("peak RSS of a fresh process (MB)", md.fmt(metrics.get("peak_rss_mb"), ".0f"),
+         md.fmt(base.get("peak_rss_mb"), ".0f")),
     ]
 
 
@@ -225,10 +227,13 @@ def render_model_card(card: dict[str, Any]) -> str:
     front = hub_metadata(name, variant, metrics, card.get("source"), meta, card["license"], card.get("eval") or {}, fmt)
     gate_lines = [
         f"- {'✓' if c['passed'] else ('?' if c.get('verified') is False else '✗')} `{c['name']}`: "
-        f"{markdown.fmt(c['value'], '.4g')} (limit {c['limit']}){' — not verified' if c.get('verified') is False else ''}"
+        f"{md.fmt(c['value'], '.4g')} (limit {c['limit']})"
+        f"{' — not verified' if c.get('verified') is False else ''}"
         for c in gate.get("checks") or []
     ] or ["- (no gate configured for this variant)"]
     neg, pos = MODELSCOPE_LABELS[NEGATIVE], MODELSCOPE_LABELS[POSITIVE]
+    score_diff = md.fmt(invariance.get("max_abs_score_diff"), ".1e")
+    runtime = USE_WITH.get(fmt, "openvino" if engine == "openvino" else "onnxruntime")
     lines = [
         "---", front.to_yaml(original_order=FRONT_MATTER_ORDER), "---", "",
         f"# {name} — {variant}", "",
@@ -240,17 +245,17 @@ def render_model_card(card: dict[str, Any]) -> str:
         f"- runs on: {runs_on(meta, fmt)}",
         f"- truncation: {card['max_length']} tokens",
         "- batching: " + ("a text's answer does not depend on the texts it is batched with "
-                          f"(max |Δscore| {markdown.fmt(invariance.get('max_abs_score_diff'), '.1e')} measured)" if batch_invariant else
+                          f"(max |Δscore| {score_diff} measured)" if batch_invariant else
                           "answers move slightly with batch neighbours and padding (dynamic int8: one activation scale "
-                          f"per batch, max |Δscore| {markdown.fmt(invariance.get('max_abs_score_diff'), '.1e')} measured), so "
+                          f"per batch, max |Δscore| {score_diff} measured), so "
                           "structbert-lite runs it one text at a time; do the same"),
         "- `manifest.json` lists the sha256 of every file, the source, the resolved config and the versions; "
         "check the folder with `structbert-lite verify <folder>`.", "",
         f"## Metrics (eval set: {(card.get('eval') or {}).get('source', '?')})", "",
-        *markdown.table(["metric", variant, "PyTorch FP32"],
+        *md.table(["metric", variant, "PyTorch FP32"],
                         _metric_rows(metrics, card.get("baseline_metrics") or {}, card.get("speed_verified", True))),
         f"Gate: {'passed' if gate.get('passed') else 'FAILED'}", "", *gate_lines, "",
-        f"## Use it with {USE_WITH.get(fmt, 'openvino' if engine == 'openvino' else 'onnxruntime')} + tokenizers only", "",
+        f"## Use it with {runtime} + tokenizers only", "",
         "Save as `example.py` and run `python example.py path/to/this/folder`:", "",
         "```python", example_code(engine, variant, card["max_length"], batch_invariant, fmt).rstrip(), "```", "",
     ]

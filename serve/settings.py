@@ -73,7 +73,7 @@ class ServeSettings:
         if self.port > 65535:
             raise ConfigError(f"serve setting port must be <= 65535, got {self.port}")
         ensure_positive_or_raise("threads", self.threads, allow_none=True)
-        problem = None if self.threads is None else thread_count_problem("serve setting threads (--threads)", self.threads)
+        problem = thread_count_problem("serve setting threads (--threads)", self.threads) if self.threads else None
         if problem:
             raise ConfigError(problem)
         ensure_positive_or_raise("max_length", self.max_length, allow_none=True)
@@ -88,8 +88,8 @@ class ServeSettings:
         ensure_positive_or_raise("max_inflight_body_bytes", self.max_inflight_body_bytes)
         if self.max_inflight_body_bytes < self.max_body_bytes:
             raise ConfigError(
-                f"serve setting max_inflight_body_bytes ({self.max_inflight_body_bytes}) must be at least max_body_bytes "
-                f"({self.max_body_bytes}): else no maximum-size request could ever be answered"
+                f"serve setting max_inflight_body_bytes ({self.max_inflight_body_bytes}) must be at least "
+                f"max_body_bytes ({self.max_body_bytes}): else no maximum-size request could ever be answered"
             )
         ensure_positive_or_raise("max_micro_batch", self.max_micro_batch)
         if not isinstance(self.batch_wait_ms, (int, float)) or not 0 <= self.batch_wait_ms <= 1000:

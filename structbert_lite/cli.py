@@ -1,10 +1,13 @@
 """The `structbert-lite` command: run | serve | verify | finetune | score | export-triton | config show.
 
-    structbert-lite run --config FILE [--model SRC] [--eval SRC] [--out DIR] [--text-column C] [--label-column C] [--distill-data FILE] [--quiet]
+    structbert-lite run --config FILE [--model SRC] [--eval SRC] [--out DIR] [--text-column C] [--label-column C]
+                        [--distill-data FILE] [--quiet]
     structbert-lite serve --artifact DIR [--host 127.0.0.1] [--port 5000]
     structbert-lite verify DIR
-    structbert-lite finetune --model SRC --train FILE [--eval FILE] --out DIR [--config FILE] [--text-column C] [--label-column C] [--quiet]
-    structbert-lite score --artifact DIR --input PATH|GLOB --output PATH [--engine local|ray] [--ray-address ADDR] [--workers N] [--threads T]
+    structbert-lite finetune --model SRC --train FILE [--eval FILE] --out DIR [--config FILE] [--text-column C]
+                             [--label-column C] [--quiet]
+    structbert-lite score --artifact DIR --input PATH|GLOB --output PATH [--engine local|ray] [--ray-address ADDR]
+                          [--workers N] [--threads T]
     structbert-lite export-triton --artifact DIR --out REPO
     structbert-lite config show --config FILE
 """
@@ -194,9 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune = sub.add_parser("finetune", help="fine-tune a checkpoint on labelled reviews (ModelScope layout out)",
                           parents=[data_flags])
     tune.add_argument("--model", required=True, help=MODEL_HELP)
-    tune.add_argument("--train", required=True, help="labelled training data: CSV/TSV/JSONL/Parquet (columns as --eval)")
+    tune.add_argument("--train", required=True,
+                      help="labelled training data: CSV/TSV/JSONL/Parquet (columns as --eval)")
     tune.add_argument("--eval", help="labelled eval data (default: a held-out share of --train)")
-    tune.add_argument("--out", required=True, type=Path, help="folder for the fine-tuned checkpoint (written atomically)")
+    tune.add_argument("--out", required=True, type=Path,
+                      help="folder for the fine-tuned checkpoint (written atomically)")
     tune.add_argument("--config", help="YAML with a finetune: section (see configs/finetune.yaml)")
     tune.set_defaults(func=_cmd_finetune)
 
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: nothing half-written was published",
               file=sys.stderr)
         return 143 if terminated else 130
-    except Exception:  # not a user error nor a failed check (those are caught above or are results): a bug
+    except Exception:  # noqa: BLE001 - what is left is a bug: _report_bug prints its traceback, exit 1
         return _report_bug()
 
 

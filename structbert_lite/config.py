@@ -145,25 +145,39 @@ class LatencyConfig(_Strict):
 class TrustConfig(_Strict):
     backoff_s: float = Field(5.0, ge=0, le=300, description="pause after speed attempt n: n x this, seconds")
     max_run_queue_wait_share: float = Field(
-        0.10, gt=0, le=1, description="not verified when a worker's threads waited for a core more than this share of their runnable time"
+        0.10, gt=0, le=1,
+        description="not verified when a worker's threads waited for a core more than this share of their runnable time"
     )
-    max_steal_share: float = Field(0.10, gt=0, le=1, description="not verified when the hypervisor took more than this share of CPU time")
+    max_steal_share: float = Field(
+        0.10, gt=0, le=1, description="not verified when the hypervisor took more than this share of CPU time"
+    )
     max_excess_load_per_core: float = Field(
-        0.5, ge=0, description="not verified when the 1-minute load exceeds our worker's threads by more than this per core"
+        0.5, ge=0,
+        description="not verified when the 1-minute load exceeds our worker's threads by more than this per core"
     )
-    max_baseline_p95_over_p50: float = Field(1.6, gt=1, description="not verified when the baseline's p95/p50 at the speedup point exceeds this")
-    max_round_spread: float = Field(1.5, gt=1, description="not verified when a contender's slowest/fastest round p50 at the speedup point exceeds this")
+    max_baseline_p95_over_p50: float = Field(
+        1.6, gt=1, description="not verified when the baseline's p95/p50 at the speedup point exceeds this"
+    )
+    max_round_spread: float = Field(
+        1.5, gt=1,
+        description="not verified when a contender's slowest/fastest round p50 at the speedup point exceeds this"
+    )
     min_work_time_ratio: float = Field(
-        0.5, gt=0, le=1, description="not verified when a larger input ran in less than this share of a smaller one's time"
+        0.5, gt=0, le=1,
+        description="not verified when a larger input ran in less than this share of a smaller one's time"
     )
 
 
 class ValidateConfig(_Strict):
-    threads: Int = Field(2, ge=1, le=MAX_THREADS, description="intra-op threads for every contender (same budget for all)")
+    threads: Int = Field(
+        2, ge=1, le=MAX_THREADS, description="intra-op threads for every contender (same budget for all)"
+    )
     latency: LatencyConfig = Field(default_factory=LatencyConfig, description="latency grid")
     throughput_batch_size: Int = Field(32, ge=1, le=256, description="batch size of the throughput run (length-sorted)")
     throughput_rows: Optional[Int] = Field(1000, ge=1, description="eval texts used for throughput (None: all)")
-    throughput_cap_s: float = Field(60.0, gt=0, description="stop a throughput block after this long (the texts done are reported)")
+    throughput_cap_s: float = Field(
+        60.0, gt=0, description="stop a throughput block after this long (the texts done are reported)"
+    )
     speedup_point: tuple[Int, Int] = Field((1, 32), description="(batch, seq_len) grid point that defines 'speedup'")
     max_attempts: Int = Field(3, ge=1, le=10, description="re-measure speed this many times while the machine is busy")
     trust: TrustConfig = Field(default_factory=TrustConfig, description="when speed figures count as verified")
@@ -183,13 +197,18 @@ class ValidateConfig(_Strict):
 
 
 class PublishConfig(_Strict):
-    license: str = Field("apache-2.0", min_length=1, description="license id written into every model card (the source model's)")
-    keep_runs: Int = Field(2, ge=1, le=50, description="published runs kept under OUT's runs folder (the current one included)")
+    license: str = Field(
+        "apache-2.0", min_length=1, description="license id written into every model card (the source model's)"
+    )
+    keep_runs: Int = Field(
+        2, ge=1, le=50, description="published runs kept under OUT's runs folder (the current one included)"
+    )
 
 
 class PipelineConfig(_Strict):
     name: str = Field(
-        ..., min_length=1, description="model name: artifacts/<name>/ and card titles (--model uses the source's own name)"
+        ..., min_length=1,
+        description="model name: artifacts/<name>/ and card titles (--model uses the source's own name)"
     )
     model: ModelConfig = Field(default_factory=ModelConfig, description="model source")
     demo: DemoConfig = Field(default_factory=DemoConfig, description="the offline demo model (model.source: demo)")

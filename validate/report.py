@@ -118,7 +118,8 @@ def fastest_published(report: dict[str, Any], markdown: bool = False) -> Optiona
     if _is_student(report, best["name"]) and own:
         text += f"; of the source model's own variants: {describe(max(own, key=lambda v: v['metrics']['speedup']))}"
     peer = next((v for v in report["variants"] if (v["metrics"] or {}).get("speedup") and v is not best
-                 and _steps_up(report, v["name"])[:1] == ["openvino-int8"] and not _is_student(report, v["name"])), None)
+                 and _steps_up(report, v["name"])[:1] == ["openvino-int8"]
+                 and not _is_student(report, v["name"])), None)
     if peer:  # the strongest outside optimizer, OpenVINO int8 by NNCF, as a variant of the same run
         text += (f"; {best['name']} is {best['metrics']['speedup'] / peer['metrics']['speedup']:.2f}x the source "
                  f"model's OpenVINO + NNCF int8 ({peer['name']}) in the same run")
@@ -194,7 +195,7 @@ def summary_table(report: dict[str, Any]) -> str:
     """Plain fixed-width gate table (fits logs and exception messages), failed checks listed below it."""
     rows = [list(SUMMARY_COLUMNS)] + _summary_cells(report)
     widths = [max(len(r[i]) for r in rows) for i in range(len(SUMMARY_COLUMNS))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     failed = _failed_checks(report)
     return "\n".join(lines + ([""] + failed if failed else []))
@@ -207,7 +208,7 @@ def rich_summary_table(report: dict[str, Any]):
     rich_table = Table(title=f"structbert-lite gate: {report['name']}")
     for column in SUMMARY_COLUMNS:
         rich_table.add_column(column, justify="left" if column in ("model", "gate") else "right")
-    for row, (_, _, entry) in zip(_summary_cells(report), _rows(report)):
+    for row, (_, _, entry) in zip(_summary_cells(report), _rows(report), strict=True):
         style = None if entry is None else ("green" if entry["gate"]["passed"] else "red")
         rich_table.add_row(*row, style=style)
     return rich_table
@@ -274,8 +275,9 @@ def _accuracy_lines(report: dict[str, Any]) -> list[str]:
             [name, fmt(m.get("accuracy"), ".4f"), fmt(m.get("macro_f1"), ".4f")]
             + [f"{fmt(c.get('precision'), '.3f')} / {fmt(c.get('recall'), '.3f')} / {fmt(c.get('f1'), '.3f')}"
                for c in per.values()]
-            + [fmt(m.get("accuracy_drop"), "+.2f"), fmt(m.get("agreement"), ".4f"), fmt(m.get("max_abs_logit_diff"), ".4g"),
-               fmt(m.get("mean_abs_logit_diff"), ".4g"), fmt(m.get("flipped_count"), "d")]
+            + [fmt(m.get("accuracy_drop"), "+.2f"), fmt(m.get("agreement"), ".4f"),
+               fmt(m.get("max_abs_logit_diff"), ".4g"), fmt(m.get("mean_abs_logit_diff"), ".4g"),
+               fmt(m.get("flipped_count"), "d")]
         )
     classes = list((report["baseline"]["metrics"].get("per_class") or {}).keys())
     header = ["model", "accuracy", "macro F1"] + [f"{c} P / R / F1" for c in classes]
@@ -290,9 +292,11 @@ def _speed_lines(report: dict[str, Any]) -> list[str]:
         rows.append([
             name, fmt(lat.get("p50"), ".2f"), fmt(lat.get("p95"), ".2f"), fmt(lat.get("p99"), ".2f"),
             _speed(m.get("speedup"), entry), fmt(m.get("throughput_texts_per_s"), ".1f"),
-            fmt(_mb(m.get("size_bytes")), ".2f"), fmt(m.get("peak_rss_mb"), ".0f"), fmt(m.get("cold_start_s"), ".2f"),
+            fmt(_mb(m.get("size_bytes")), ".2f"), fmt(m.get("peak_rss_mb"), ".0f"),
+            fmt(m.get("cold_start_s"), ".2f"),
         ])
-    header = ["model", "p50 ms", "p95 ms", "p99 ms", "speedup", "throughput texts/s", "size MB", "peak RSS MB", "cold start s"]
+    header = ["model", "p50 ms", "p95 ms", "p99 ms", "speedup", "throughput texts/s", "size MB", "peak RSS MB",
+              "cold start s"]
     return ["## Speed and memory", ""] + table(header, rows) + [
         f"Throughput: eval texts in length-sorted batches of {report['settings'].get('throughput_batch_size')} with "
         "dynamic padding (a variant that is not batch-invariant one text at a time, as served), tokenization excluded. "
@@ -308,7 +312,8 @@ def _grid_lines(report: dict[str, Any], plot_name: Optional[str]) -> list[str]:
         by_batch: dict[int, dict[int, float]] = {}
         for row in m.get("latency_grid") or []:
             by_batch.setdefault(row["batch"], {})[row["seq_len"]] = row["p50"]
-        rows += [[name, str(batch)] + [fmt(per_seq.get(sq), ".2f") for sq in seqs] for batch, per_seq in sorted(by_batch.items())]
+        rows += [[name, str(batch)] + [fmt(per_seq.get(sq), ".2f") for sq in seqs]
+                 for batch, per_seq in sorted(by_batch.items())]
     lines = ["## Latency grid (p50 ms)", ""] + table(["model", "batch"] + [f"{sq} tok" for sq in seqs], rows)
     return lines + ([f"![latency vs sequence length]({plot_name})", ""] if plot_name else [])
 
@@ -331,8 +336,8 @@ def _training_lines(training: Optional[dict]) -> list[str]:
     header = ["student", "size", "teacher", "init", "transfer texts (train + validation)", "best epoch",
               "validation agreement", "training time", "teacher logits (cache)"]
     return ["## Distilled students", ""] + table(header, rows) + [
-        "Accuracy, agreement and speed of each student variant against the teacher are in the tables above; a published "
-        "student folder holds its checkpoint, `training.json` and `training-curve.png`.", "",
+        "Accuracy, agreement and speed of each student variant against the teacher are in the tables above; a "
+        "published student folder holds its checkpoint, `training.json` and `training-curve.png`.", "",
     ]
 
 
@@ -410,11 +415,11 @@ def plot_latency(report: dict[str, Any], path: Path) -> Path:
     rows = _rows(report)
     batches = sorted({r["batch"] for _, m, _ in rows for r in m.get("latency_grid") or []}) or [1]
     fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 4), squeeze=False)
-    for ax, batch in zip(axes[0], batches):
+    for ax, batch in zip(axes[0], batches, strict=True):
         for name, m, entry in rows:
             points = sorted((r["seq_len"], r["p50"]) for r in m.get("latency_grid") or [] if r["batch"] == batch)
             if points:
-                xs, ys = zip(*points)
+                xs, ys = zip(*points, strict=True)
                 ax.plot(xs, ys, marker="o", linestyle="--" if entry is None else "-", label=name)
         ax.set_title(f"batch {batch}")
         ax.set_xlabel("sequence length (tokens)")

@@ -29,22 +29,26 @@ def room_of_module(module: str) -> str | None:
 def broken_rules(path: Path, module: str) -> list[str]:
     room, target = path.relative_to(ROOT).parts[0], room_of_module(module)
     rules = [
-        (room == "structbert_lite" and target is not None and path.name not in ORCHESTRATORS, "the core imports a stage"),
+        (room == "structbert_lite" and target is not None and path.name not in ORCHESTRATORS,
+         "the core imports a stage"),
         (room == "quantize" and target == "convert", "quantize imports convert"),
         ({room, target} == {"validate", "bench"}, "validate and bench meet only through the core"),
-        (room == "serve" and (target == "convert" or module.split(".")[0] == "torch"), "serve imports convert or torch"),
+        (room == "serve" and (target == "convert" or module.split(".")[0] == "torch"),
+         "serve imports convert or torch"),
     ]
     return [why for broken, why in rules if broken]
 
 
 def test_imports_keep_to_the_rooms():
     problems = [f"{path.relative_to(ROOT)}: {module} ({why})"
-                for path in sources() for module in sorted(imported_modules(path)) for why in broken_rules(path, module)]
+                for path in sources() for module in sorted(imported_modules(path))
+                for why in broken_rules(path, module)]
     assert not problems, "\n".join(problems)
 
 
 def test_the_rules_catch_what_they_name():
-    assert broken_rules(ROOT / "quantize" / "x.py", "structbert_lite.convert.export_onnx") == ["quantize imports convert"]
+    assert broken_rules(ROOT / "quantize" / "x.py", "structbert_lite.convert.export_onnx") == [
+        "quantize imports convert"]
     assert broken_rules(ROOT / "structbert_lite" / "runtime.py", "structbert_lite.validate.stage")
     assert not broken_rules(ROOT / "structbert_lite" / "pipeline.py", "structbert_lite.validate.stage")
     assert broken_rules(ROOT / "bench" / "x.py", "structbert_lite.validate.speed")
@@ -99,7 +103,8 @@ def test_the_cycle_check_catches_a_planted_cycle():
     assert clean == {"train": {"convert"}, "bench": {"train"}} and find_cycle(clean) == []
     planted = room_graph(files(convert=["structbert_lite.train.settings"], train=["structbert_lite.convert.sources"]))
     assert find_cycle(planted) == ["convert", "train", "convert"]
-    assert find_cycle({"score": {"bench"}, "bench": {"train"}, "train": {"score"}}) == ["bench", "train", "score", "bench"]
+    three = {"score": {"bench"}, "bench": {"train"}, "train": {"score"}}
+    assert find_cycle(three) == ["bench", "train", "score", "bench"]
     assert find_cycle({"serve": {"serve"}}) == ["serve", "serve"]
 
 

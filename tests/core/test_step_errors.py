@@ -24,10 +24,12 @@ PLANTED = {
     "parity": "raise ParityError('max |Δlogit| 0.5 > 0.001 on case 3: not exported faithfully')",
     "library": "raise RuntimeError('[ONNXRuntimeError] : 1 : FAIL : Load model failed')",  # a converter's own error
     "missing_library": "import no_such_runtime_library",  # a library not installed: the variant cannot be built
-    "copy": "shutil.copytree(parent.path, ctx.work_dir, dirs_exist_ok=True); return Artifact(ctx.work_dir, ctx.name, {})",
+    "copy": "shutil.copytree(parent.path, ctx.work_dir, dirs_exist_ok=True); "
+            "return Artifact(ctx.work_dir, ctx.name, {})",
 }
-HEADER = ("import shutil\nfrom structbert_lite.artifact import Artifact\nfrom structbert_lite.errors import ParityError\n"
-          "from structbert_lite.steps import StepOptions\n\nclass Options(StepOptions):\n    pass\n\n"
+HEADER = ("import shutil\nfrom structbert_lite.artifact import Artifact\n"
+          "from structbert_lite.errors import ParityError\nfrom structbert_lite.steps import StepOptions\n\n"
+          "class Options(StepOptions):\n    pass\n\n"
           "def run(parent, options, ctx):\n    ")
 TEXTS = [s[i % 3:] + s[: i % 5] for i, s in enumerate(PARITY_SENTENCES * 5)]
 
@@ -81,7 +83,8 @@ def test_the_kinds_are_told_apart_by_type():
     assert not is_programming_error(ValueError("nncf: unsupported node")) and not is_programming_error(OSError(5, "x"))
     from structbert_lite.errors import ConfigError, GraphStructureError
 
-    assert not is_programming_error(GraphStructureError("no fused Attention")) and not is_programming_error(ConfigError("x"))
+    assert not is_programming_error(GraphStructureError("no fused Attention"))
+    assert not is_programming_error(ConfigError("x"))
 
 
 @pytest.fixture(scope="module")

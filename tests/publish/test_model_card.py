@@ -13,7 +13,8 @@ import yaml
 from structbert_lite.publish.model_card import render_model_card, write_model_card
 
 METRICS = {"accuracy": 0.91, "accuracy_drop": 0.2, "agreement": 0.995, "max_abs_logit_diff": 0.01, "speedup": 2.1,
-           "size_bytes": 12 * 1024 * 1024, "latency_ms": {"batch": 1, "seq_len": 32, "p50": 3.2, "p95": 4.0, "p99": 5.0},
+           "size_bytes": 12 * 1024 * 1024,
+           "latency_ms": {"batch": 1, "seq_len": 32, "p50": 3.2, "p95": 4.0, "p99": 5.0},
            "peak_rss_mb": 150.0}
 GATE = {"passed": True, "checks": [{"name": "min_agreement", "value": 0.995, "limit": 0.99, "passed": True}]}
 INT8_META = {"engine": "onnxruntime", "quantization": {"tool": "onnxruntime.quantization.quantize_dynamic"}}
@@ -57,7 +58,8 @@ def test_card_front_matter_round_trips_through_huggingface_hub(tmp_path):
     assert parsed.data.to_dict() == {
         "library_name": "onnxruntime", "pipeline_tag": "text-classification", "language": ["zh"],
         "license": "apache-2.0",
-        "tags": ["structbert", "bert", "sentiment-analysis", "chinese", "structbert-lite", "int8-dynamic", "onnx", "int8"],
+        "tags": ["structbert", "bert", "sentiment-analysis", "chinese", "structbert-lite", "int8-dynamic", "onnx",
+                 "int8"],
         "base_model": "damo/nlp_structbert_sentiment-classification_chinese-base",
         "model-index": [{"name": "tiny-int8-dynamic", "results": [{
             "task": {"type": "text-classification", "name": "Sentiment classification"},
@@ -65,8 +67,8 @@ def test_card_front_matter_round_trips_through_huggingface_hub(tmp_path):
             "metrics": [{"type": "accuracy", "value": 0.91, "name": "Accuracy"},
                         {"type": "agreement", "value": 0.995, "name": "Label agreement with PyTorch FP32"}]}]}],
     }
-    assert list(yaml.safe_load(text.split("---")[1])) == ["library_name", "pipeline_tag", "language", "license", "tags", "base_model",
-                                                          "model-index"]
+    assert list(yaml.safe_load(text.split("---")[1])) == [
+        "library_name", "pipeline_tag", "language", "license", "tags", "base_model", "model-index"]
     assert parsed.text.startswith("\n# tiny — int8-dynamic\n") and str(parsed) == text
 
 

@@ -24,7 +24,8 @@ def validation_with_one_passing_variant() -> Validation:
     failing = report["variants"][0]
     failing["batch_invariance"] = {"invariant": False, "max_abs_score_diff": 1e-3}
     passing = copy.deepcopy(failing) | {"name": "fp32", "batch_invariance": {"invariant": True}}
-    passing["gate"] = {"passed": True, "checks": [{"name": "min_agreement", "value": 1.0, "limit": 0.99, "passed": True}]}
+    check = {"name": "min_agreement", "value": 1.0, "limit": 0.99, "passed": True}
+    passing["gate"] = {"passed": True, "checks": [check]}
     report["variants"] = [passing, failing]
     report["passed"] = False
     return Validation(report, report["variants"], report["baseline"]["metrics"], speed_verified=True)
