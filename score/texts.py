@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from structbert_lite.api import clip_for_model
 from structbert_lite.runtime import predict_logits, softmax
 
 # Characters that render as nothing: controls, format characters (zero-width space U+200B, joiners,
@@ -69,7 +70,8 @@ def score_values(classifier, values: Sequence[Any], batch_size: int) -> pd.DataF
     good = [i for i, e in enumerate(errors) if e is None]
     probs = np.full((len(values), len(labels)), np.nan, dtype=np.float64)  # (rows, num_labels)
     if good:
-        logits = predict_logits(classifier, [values[i] for i in good], batch_size)  # (good rows, num_labels)
+        texts = clip_for_model(classifier, [values[i] for i in good])  # what the model can see, as serve cuts
+        logits = predict_logits(classifier, texts, batch_size)  # (good rows, num_labels)
         probs[good] = softmax(logits)
     best = np.where(np.isnan(probs[:, 0]), -1, np.nan_to_num(probs, nan=-1.0).argmax(axis=-1))  # (rows,)
     columns: dict[str, Any] = {

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from structbert_lite import __version__
-from structbert_lite.api import label_score_answer, modelscope_answer
+from structbert_lite.api import clip_for_model, label_score_answer, modelscope_answer
 from structbert_lite.constants import polarity_ids
 from structbert_lite.errors import ArtifactError
 from structbert_lite.publish.output_set import current_run_id, run_of_variant
@@ -56,23 +56,6 @@ PREDICT_DOC = (
 )
 FORMAT_QUERY = Query(AnswerFormat.default, alias="format",
                      description="default: {label, score}; modelscope: {scores, labels} like ModelScope's pipeline")
-
-
-# A text is cut to this many characters per max_length token before it is tokenized: the model never sees more
-# than max_length tokens, and a token of this vocabulary covers at least one character (whitespace and characters
-# the normalizer drops cover none), so the answer is unchanged unless the kept characters are mostly blank. Without
-# the cut, a 1 MiB body (~500k tokens) took ~500 MB to tokenize.
-MAX_CHARS_PER_TOKEN = 8
-
-
-def clip_text(text: str, max_chars: int, truncation: str) -> str:
-    """``text`` cut to the characters the model can see: its first ``max_chars`` (head truncation), or its first
-    and last ``max_chars`` joined by a space (head+tail, which keeps the last tokens too)."""
-    if len(text) <= max_chars:
-        return text
-    if truncation == "head+tail":
-        return text[:max_chars] + " " + text[-max_chars:]
-    return text[:max_chars]
 
 
 def check_sentiment_labels(engine: Engine) -> None:
@@ -126,9 +109,7 @@ class ServeState:
                       answer_format: AnswerFormat = AnswerFormat.default) -> list[dict[str, Any]]:
         """Answers in input order, shaped as ``answer_format`` asks."""
         self.requests += 1
-        max_chars = MAX_CHARS_PER_TOKEN * self.engine.max_length
-        truncation = getattr(self.engine.classifier, "truncation", "head")
-        texts = [clip_text(text, max_chars, truncation) for text in texts]
+        texts = clip_for_model(self.engine.classifier, texts, self.engine.max_length)
         await self.check_texts(texts, field)
         shape = modelscope_answer if answer_format is AnswerFormat.modelscope else label_score_answer
         names = self.engine.checkpoint_labels

@@ -111,7 +111,8 @@ def test_lru_evicts_least_recently_used():
 def test_health_reports_artifact_after_warm_up(make_client, tiny_artifact):
     health = make_client().get("/health").json()
     assert health["status"] == "ready" and health["ready"] is True
-    assert health["artifact"] == {"name": "tiny", "variant": "fp32", "manifest_sha256": manifest_digest(tiny_artifact)}
+    assert health["artifact"] == {"name": "tiny", "variant": "fp32", "manifest_sha256": manifest_digest(tiny_artifact),
+                                  "path": str(tiny_artifact), "run": None, "published_set": None}  # not in a set
     assert health["model"]["labels"] == ["Negative", "Positive"]
     assert health["model"]["checkpoint_labels"] == ["负面", "正面"]  # config.json's id2label, same order
     assert health["model"]["batch_invariant"] is True and health["model"]["texts_per_model_call"] > 1  # fp32
