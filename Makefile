@@ -116,3 +116,26 @@ docs: $(BIN)/mkdocs ## the docs site into site/ (MkDocs, --strict), docs/configs
 
 clean:
 	rm -rf artifacts/demo artifacts/distill-demo bench/out .pytest_cache site
+
+# The serving image (Dockerfile, docs/deploy.md): docker when its daemon answers, else podman. Its build context is
+# filled here by .ci/image-context (wheels built and fetched on this machine: no index is reached inside the build).
+# On podman the CI sandbox's settings apply (.ci/containers.conf: runc, ulimits) when runc is installed.
+IMAGE    ?= structbert-lite-serve:latest
+OPENVINO ?= 0
+VARIANT  ?=
+ENGINE   ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi)
+ENGINE_ENV := $(if $(filter podman,$(ENGINE)),$(if $(shell command -v runc),CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/.ci/containers.conf}))
+
+.PHONY: image image-run
+image: setup ## the serving image $(IMAGE): onnxruntime only; OPENVINO=1 adds OpenVINO; VARIANT=DIR bakes that variant folder in
+	$(if $(ENGINE),,$(error no container engine: install docker or podman (Debian: apt-get install podman runc), or run .ci/container-setup as root))
+	@set -e; args=$$(.ci/image-context $(if $(filter 1,$(OPENVINO)),--openvino) $(if $(VARIANT),--variant '$(VARIANT)')); \
+	set -x; $(ENGINE_ENV) $(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) -t $(IMAGE) \
+	  --build-arg OPENVINO=$(OPENVINO) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  $$(for a in $$args; do printf -- '--build-arg %s ' "$$a"; done) .
+
+image-run: ## serve ARTIFACT (default artifacts/demo/int8-dynamic) from the image on $(HOST):$(PORT) (make image first)
+	$(if $(ENGINE),,$(error no container engine: install docker or podman, then `make image`))
+	@[ -d '$(ARTIFACT)' ] || { echo "image-run: $(ARTIFACT) not found: run \`make demo\` first, or set ARTIFACT=DIR"; exit 2; }
+	$(ENGINE_ENV) $(ENGINE) run --rm -p $(HOST):$(PORT):5000 \
+	  -v "$$(realpath '$(ARTIFACT)')":/models:ro $(IMAGE)

@@ -95,6 +95,7 @@ def _serve_on(sock: socket.socket, artifact: Path, settings: ServeSettings) -> i
     import uvicorn
 
     from .app import create_app
+    from .drain import DrainingServer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The access log and start-up lines are INFO; keep them even where the caller quietened the root logger.
@@ -113,7 +114,7 @@ def _serve_on(sock: socket.socket, artifact: Path, settings: ServeSettings) -> i
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config, sock)  # stops new connections and drains the kernel's queue first (drain.py)
     # uvicorn installs its own SIGTERM/SIGINT handlers while it runs (stop accepting, finish in-flight requests,
     # run the app's shutdown), then re-raises the signal to the handler that was there before, which by default
     # kills the process (status -15) or raises KeyboardInterrupt. After a clean shutdown we exit 0 instead.
