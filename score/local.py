@@ -1,9 +1,13 @@
 """The local engine: shards scored by N worker processes, each with its own session of T onnxruntime threads.
 
-With one worker the shards are scored in the command's own process. Otherwise the parent reads the texts,
-hands each worker one shard at a time (up to 2 per worker queued) and writes every result it gets back as
-a verified part (`shards.PartStore`). Workers are spawned (no fork of a process holding pyarrow/onnxruntime
-thread pools) and ignore Ctrl-C; the parent decides.
+With one worker the shards are scored in the command's own process. So is an OpenVINO variant, whatever the
+number of workers: N workers become N OpenVINO streams of T threads in this process, fed through an
+``AsyncInferQueue`` (OpenVINO's throughput setting; measured against N worker processes on the same thread
+budget: docs/scoring.md), one model in memory instead of N; the answers are the same bit for bit.
+
+Otherwise the parent reads the texts, hands each worker one shard at a time (up to 2 per worker queued) and
+writes every result it gets back as a verified part (`shards.PartStore`). Workers are spawned (no fork of a
+process holding pyarrow/onnxruntime thread pools) and ignore Ctrl-C; the parent decides.
 
 A worker that dies (killed, out of memory, a crash in native code) breaks the pool: the shards that were
 in flight go back to the queue and a fresh pool takes over; finished parts are never redone, so no row is
@@ -83,8 +87,9 @@ def run_local(corpus: Corpus, store: PartStore, shards: Sequence[Shard], artifac
               threads: int, batch_size: int, progress=None) -> None:
     """Score ``shards`` into ``store``; returns when every one has a verified part."""
     texts = _TextCache(corpus)
-    if workers == 1:
-        _run_inline(shards, texts, store, artifact, threads, batch_size, progress)
+    streams = openvino_streams(artifact, workers)
+    if workers == 1 or streams > 1:
+        _run_inline(shards, texts, store, artifact, threads, batch_size, progress, streams)
         return
     todo = collections.deque(shards)
     attempts: collections.Counter = collections.Counter()
@@ -105,12 +110,24 @@ def run_local(corpus: Corpus, store: PartStore, shards: Sequence[Shard], artifac
         todo.extendleft(sorted(lost, key=lambda s: (s.file_index, s.start), reverse=True))
 
 
-def _run_inline(shards, texts, store, artifact, threads, batch_size, progress) -> None:
-    """One worker: score in this process (no pool to start; a kill of this process is what resume is for)."""
+def openvino_streams(artifact: Path, workers: int) -> int:
+    """Streams for an OpenVINO variant scored by ``workers`` (one process, an AsyncInferQueue); 1 otherwise."""
+    from structbert_lite.runtime import variant_engine
+
+    if workers <= 1 or variant_engine(Path(artifact)) != "openvino":
+        return 1
+    logger.info("%s runs on OpenVINO: %d streams in this process (AsyncInferQueue) instead of %d worker processes",
+                Path(artifact).name, workers, workers)
+    return workers
+
+
+def _run_inline(shards, texts, store, artifact, threads, batch_size, progress, streams: int = 1) -> None:
+    """One worker (or OpenVINO streams): score in this process (no pool to start; a kill of this process is what
+    resume is for)."""
     from structbert_lite.runtime import open_variant
     from structbert_lite.score.texts import score_values
 
-    classifier = open_variant(Path(artifact), threads=threads)
+    classifier = open_variant(Path(artifact), threads=threads, streams=streams)
     for shard in shards:
         store.write(shard, score_values(classifier, texts.values(shard), batch_size))
         if progress is not None:

@@ -311,7 +311,8 @@ def engine_class(engine: str):
         return getattr(importlib.import_module(module_name), class_name)
     except ImportError as exc:
         raise ArtifactError(
-            f"this variant runs on {engine}, which is not installed ({exc.name}): pip install 'structbert-lite[{engine}]'"
+            f"this variant runs on {engine}, which is not installed ({exc.name}): "
+            f"pip install 'structbert-lite[{engine}]'"
         ) from None
 
 
@@ -374,20 +375,23 @@ def manifest_truncation(manifest: dict) -> str:
 
 
 def open_variant(folder: Path, max_length: int | None = None, threads: int | None = None,
-                 truncation: str | None = None):
+                 truncation: str | None = None, streams: int = 1):
     """The classifier for a published (or staged) variant folder, on the engine its manifest names.
 
     ``max_length`` defaults to the manifest's ``config.model.max_length``, else 128; ``truncation`` to the
     manifest's ``config.model.truncation``, else "head". Whether texts may share a model call comes from the
-    manifest (`is_batch_invariant`, `is_equal_length_invariant`; see `batching_mode`).
+    manifest (`is_batch_invariant`, `is_equal_length_invariant`; see `batching_mode`). ``streams`` > 1: an
+    OpenVINO variant compiled for throughput with that many streams of ``threads`` each (ignored elsewhere).
     """
     folder = Path(folder)
     manifest = read_manifest_if_any(folder)
-    classifier_class = engine_class(variant_engine(folder, manifest))
+    engine = variant_engine(folder, manifest)
+    classifier_class = engine_class(engine)
     if max_length is None:
         model_cfg = (manifest.get("config") or {}).get("model") or {}
         max_length = model_cfg.get("max_length") if isinstance(model_cfg.get("max_length"), int) else 128
     truncation = manifest_truncation(manifest) if truncation is None else ensure_truncation_or_raise(truncation)
+    extra = {"streams": streams} if engine == "openvino" and streams > 1 else {}
     return classifier_class(folder, max_length=max_length, threads=threads,
                             batch_invariant=is_batch_invariant(manifest), truncation=truncation,
-                            equal_length_invariant=is_equal_length_invariant(manifest))
+                            equal_length_invariant=is_equal_length_invariant(manifest), **extra)

@@ -160,3 +160,23 @@ def test_openvino_streams_on_an_async_queue_keep_every_answer(equal_length_folde
     assert np.array_equal(predict_logits(two, TEXTS, batch_size=8), reference)
     two.equal_length_invariant = False  # one text per call: 96 requests in flight on 2 streams
     assert np.array_equal(predict_logits(two, TEXTS, batch_size=8), reference)
+
+
+def test_score_runs_an_openvino_variant_on_streams_not_processes_and_keeps_every_answer(review_set, tmp_path,
+                                                                                        caplog):
+    import logging
+
+    import pandas as pd
+
+    from structbert_lite.score.job import ScoreOptions, score_corpus
+
+    pd.DataFrame({"text": TEXTS}).to_csv(tmp_path / "in.csv", index=False)
+    outputs = {}
+    for workers in (1, 2):
+        with caplog.at_level(logging.INFO, logger="structbert_lite.score.local"):
+            score_corpus(ScoreOptions(artifact=review_set / "openvino-int8", input=str(tmp_path / "in.csv"),
+                                      output=tmp_path / f"out{workers}.csv", workers=workers, quiet=True,
+                                      shard_rows=32))  # 3 shards: a pool of 2 would have work
+        outputs[workers] = pd.read_csv(tmp_path / f"out{workers}.csv")
+    assert "2 streams in this process (AsyncInferQueue) instead of 2 worker processes" in caplog.text
+    pd.testing.assert_frame_equal(outputs[1], outputs[2], check_exact=True)

