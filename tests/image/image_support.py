@@ -138,8 +138,9 @@ class Container:
         """The server's RSS and peak RSS (host /proc), and the engine's own memory figure for the container."""
         status = dict(line.split(":", 1) for line in Path(f"/proc/{self.server_pid()}/status").read_text().splitlines())
         stats = self.engine.run("stats", "--no-stream", "--format", "{{.MemUsage}}", self.name, check=False)
-        return {"rss_mib": int(status["VmRSS"].split()[0]) / 1024, "peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
-                "engine_mem_usage": stats.stdout.strip()}
+        mib = {key: round(int(status[field].split()[0]) / 1024, 1) for key, field in
+               (("rss_mib", "VmRSS"), ("peak_rss_mib", "VmHWM"))}
+        return {**mib, "engine_mem_usage": stats.stdout.strip()}
 
     def mapped_libraries(self) -> set[str]:
         maps = Path(f"/proc/{self.server_pid()}/maps").read_text().splitlines()

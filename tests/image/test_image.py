@@ -102,7 +102,8 @@ def test_it_answers_like_the_folder_loaded_in_process(container, variant):
                 got = httpx.post(container.url + path + query, json=body, timeout=30)
                 assert got.status_code == expected.status_code == 200
                 assert got.json() == expected.json(), (path, query)
-        served, loaded = httpx.get(container.url + "/health").json()["artifact"], local.get("/health").json()["artifact"]
+        served = httpx.get(container.url + "/health").json()["artifact"]
+        loaded = local.get("/health").json()["artifact"]
         assert served.pop("path") == "/models"
         assert served == {k: v for k, v in loaded.items() if k != "path"}
     assert container.engine.run("healthcheck", "run", container.name, check=False).returncode == 0 \
