@@ -35,7 +35,7 @@ def _is_terminal() -> bool:
 
 def stage_line(mark: str, label: str, seconds: float, detail: str = "") -> str:
     """``✓ label ........ 12.3 s  detail``: fixed columns, so a run reads as a table."""
-    return f"{mark} {label:<44} {seconds:7.1f} s{'  ' + detail if detail else ''}".rstrip()
+    return f"{mark} {label:<52} {seconds:7.1f} s{'  ' + detail if detail else ''}".rstrip()
 
 
 @contextlib.contextmanager
