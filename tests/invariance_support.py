@@ -7,6 +7,7 @@ into ``fp32``, ``int8-dynamic`` (fused + onnxruntime dynamic int8) and ``openvin
 from __future__ import annotations
 
 import collections
+import json
 import shutil
 from pathlib import Path
 
@@ -79,3 +80,12 @@ def publish_like(built: dict, root: Path, speedups: dict[str, float] | None = No
     write_json(Path(root) / "report.json", {"settings": {"speedup_point": [1, 32]}, "variants": entries,
                                             "machine": {"cpu": "test CPU", "cpu_flags": cpu_flags or ["avx2"]}})
     return Path(root)
+
+
+def emit_json(result: dict, out: Path | None) -> None:
+    """A measuring script's result: printed, and written to ``out`` when given."""
+    text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n", encoding="utf-8")
+    print(text)

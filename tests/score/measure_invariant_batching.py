@@ -15,7 +15,6 @@ with the load average, and every equal-length answer is checked bit for bit agai
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -65,7 +64,7 @@ def main(argv=None) -> int:
     from structbert_lite.measure.machine import machine_info
     from structbert_lite.runtime import engine_class
     from structbert_lite.validate.batch_invariance import measure_batch_invariance
-    from tests.invariance_support import build_review_variants, review_texts
+    from tests.invariance_support import build_review_variants, emit_json, review_texts
 
     work = Path(tempfile.mkdtemp(prefix="invariant-batching-"))
     heads = max(2, args.hidden // 64)
@@ -81,11 +80,7 @@ def main(argv=None) -> int:
         result["variants"][name] = {"batch_invariance": record,
                                     "modes": timed_modes(classifier, texts, args.batch_size, args.rounds)}
     result["load_average_after"] = list(os.getloadavg())
-    text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    emit_json(result, args.out)
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import statistics
@@ -112,7 +111,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     from structbert_lite.measure.machine import machine_info
-    from tests.invariance_support import build_review_variants, review_texts
+    from tests.invariance_support import build_review_variants, emit_json, review_texts
 
     folder = args.folder
     if folder is None:
@@ -124,11 +123,7 @@ def main(argv=None) -> int:
               "budget_threads": args.budget, "batch_size": args.batch_size, "shard_rows": args.shard_rows,
               "rounds": args.rounds, "machine": machine_info(args.budget), "results": measure(folder, texts, args),
               "load_average_after": list(os.getloadavg())}
-    text = json.dumps(result, indent=2, ensure_ascii=False, default=str)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    emit_json(result, args.out)
     return 0
 
 
