@@ -35,7 +35,7 @@ import logging
 import platform
 from pathlib import Path
 
-from structbert_lite.cpu import CPUINFO, read_cpu_flags
+from structbert_lite.cpu import CPUINFO, isa_of, read_cpu_flags
 
 logger = logging.getLogger(__name__)
 
@@ -89,12 +89,8 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str]:
 
 def detect_isa(flags: frozenset[str] | set[str]) -> str:
     """The strongest int8-relevant instruction set among ``flags``."""
-    flags = set(flags)
-    if {"amx_int8"} <= flags or {"avx512_vnni"} <= flags or {"avx_vnni"} <= flags:
-        return "avx512_vnni" if "avx512_vnni" in flags or "amx_int8" in flags else "avx_vnni"
-    if {"avx512f", "avx512bw"} <= flags:
-        return "avx512"
-    return "avx2"
+    isa = isa_of(flags)  # AMX takes the VNNI preset; anything below AVX-512 the AVX2 one
+    return {"amx": "avx512_vnni", "other": "avx2"}.get(isa, isa)
 
 
 def choose_preset(name: str = "auto", flags: frozenset[str] | set[str] | None = None) -> QuantPreset:

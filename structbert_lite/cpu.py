@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Iterable, Optional
 
 CPUINFO = Path("/proc/cpuinfo")
 
@@ -42,3 +42,17 @@ def read_cpu_flags(cpuinfo: Path = CPUINFO) -> Optional[set[str]]:
     """The CPU's feature flags (lower case), or None where they cannot be read (not Linux, no /proc)."""
     info = read_cpuinfo(cpuinfo)
     return set(info.flags) if info is not None and info.flags else None
+
+
+# Instruction sets that decide the int8/fp32 kernels, strongest first, with the flags that define each.
+ISA_ORDER = (("amx", {"amx_int8"}), ("avx512_vnni", {"avx512_vnni"}), ("avx_vnni", {"avx_vnni"}),
+             ("avx512", {"avx512f", "avx512bw"}), ("avx2", {"avx2"}))
+
+
+def isa_of(flags: Optional[Iterable[str]]) -> str:
+    """The strongest instruction set among ``flags``: amx, avx512_vnni, avx_vnni, avx512, avx2, other;
+    "unknown" when the flags could not be read (None)."""
+    if flags is None:
+        return "unknown"
+    flags = {f.lower() for f in flags}
+    return next((isa for isa, needs in ISA_ORDER if needs <= flags), "other")

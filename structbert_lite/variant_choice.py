@@ -27,7 +27,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from structbert_lite.cpu import read_cpu_flags
+from structbert_lite.cpu import isa_of, read_cpu_flags
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +35,6 @@ MANIFEST = "manifest.json"
 MODEL_FILES = ("model.onnx", "openvino_model.xml")
 VNNI_ISAS = ("amx", "avx512_vnni", "avx_vnni")  # int8 dot products that accumulate in 32 bits
 FALLBACK_ORDER = ("int8-dynamic", "fp32")  # no speed figure at all: the variant `make serve` served before
-
-
-def isa_of(flags: Optional[Iterable[str]]) -> str:
-    """The strongest instruction set that decides the int8/fp32 kernels: amx, avx512_vnni, avx_vnni, avx512,
-    avx2, other; "unknown" when the flags could not be read (None)."""
-    if flags is None:
-        return "unknown"
-    flags = {f.lower() for f in flags}
-    for isa, needs in (("amx", {"amx_int8"}), ("avx512_vnni", {"avx512_vnni"}), ("avx_vnni", {"avx_vnni"}),
-                       ("avx512", {"avx512f", "avx512bw"}), ("avx2", {"avx2"})):
-        if needs <= flags:
-            return isa
-    return "other"
 
 
 @dataclasses.dataclass(frozen=True)

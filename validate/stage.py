@@ -227,7 +227,7 @@ def run(
 def measuring_cpu(threads: int) -> dict[str, Any]:
     """``{cpu, isa, cpu_flags, threads}`` of this machine, recorded beside every variant's speed figures: which
     variant is fastest depends on the instruction set (`structbert_lite.variant_choice`)."""
-    from structbert_lite.variant_choice import isa_of
+    from structbert_lite.cpu import isa_of
 
     machine = machine_info(threads)
     return {"cpu": machine["cpu"], "isa": isa_of(machine["cpu_flags"]), "cpu_flags": machine["cpu_flags"],

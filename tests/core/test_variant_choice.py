@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from structbert_lite.variant_choice import choose_variant, isa_of, resolve_variant
+from structbert_lite.cpu import isa_of
+from structbert_lite.variant_choice import choose_variant, resolve_variant
 
 AMX = ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"]
 VNNI = ["avx2", "fma", "avx512f", "avx512bw", "avx512_vnni"]
