@@ -161,9 +161,15 @@ BATCHING_MODES = (PADDED, EQUAL_LENGTH, SINGLE)
 def batching_mode(classifier) -> str:
     """`EQUAL_LENGTH`, `PADDED` or `SINGLE` from the classifier's ``equal_length_invariant`` and
     ``batch_invariant`` (padding) flags; a classifier without them (the PyTorch baseline) is padded."""
-    if getattr(classifier, "equal_length_invariant", False):
+    return batching_for(getattr(classifier, "equal_length_invariant", False),
+                        getattr(classifier, "batch_invariant", True))
+
+
+def batching_for(equal_length_invariant: bool, padding_invariant: bool) -> str:
+    """The batching the two measured properties allow: equal-length rows first, else padded, else single."""
+    if equal_length_invariant:
         return EQUAL_LENGTH
-    return PADDED if getattr(classifier, "batch_invariant", True) else SINGLE
+    return PADDED if padding_invariant else SINGLE
 
 
 def equal_length_batches(tokenizer, texts: Sequence[str], batch_size: int):

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from structbert_lite.runtime import EQUAL_LENGTH, PADDED, SINGLE, encode, softmax
+from structbert_lite.runtime import EQUAL_LENGTH, PADDED, SINGLE, batching_for, encode, softmax
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def measure_batch_invariance(classifier, texts: Sequence[str], max_score_diff: f
     }
     result["equal_length"] = measure_equal_length_invariance(classifier, texts, alone, max_batch)
     equal = result["equal_length"]["invariant"]
-    result["batching"] = EQUAL_LENGTH if equal else PADDED if result["invariant"] else SINGLE
+    result["batching"] = batching_for(equal, result["invariant"])
     logger.info(
         "batch invariance: padded batches max |Δscore| %.2e, %d label flip(s) over %d texts; equal-length batches "
         "%s (max |Δlogit| %.2e over %d rows) → %s", diff, flips, len(texts), "bit for bit" if equal else "differ",
