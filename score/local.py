@@ -141,11 +141,9 @@ def _run_pool(context, todo, texts, store, artifact, workers, threads, batch_siz
     with ProcessPoolExecutor(workers, context, _init_worker, (artifact, threads)) as pool:
         try:
             while todo or running:
-                while todo and len(running) < QUEUED_PER_WORKER * workers:
-                    shard = todo.popleft()
-                    running[pool.submit(_score_shard, texts.values(shard), batch_size)] = shard
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                broken = any(isinstance(f.exception(), BrokenProcessPool) for f in done)
+                broken = not _submit_more(pool, todo, running, texts, batch_size, QUEUED_PER_WORKER * workers)
+                done = set() if broken else wait(running, return_when=FIRST_COMPLETED)[0]
+                broken = broken or any(isinstance(f.exception(), BrokenProcessPool) for f in done)
                 if broken:
                     wait(running)  # a broken pool settles every future; finished ones keep their result
                     done = set(running)
@@ -166,6 +164,19 @@ def _run_pool(context, todo, texts, store, artifact, workers, threads, batch_siz
             _stop_workers(pool)
             raise
     return []
+
+
+def _submit_more(pool, todo, running: dict, texts, batch_size: int, limit: int) -> bool:
+    """Hand shards from ``todo`` to ``pool`` until ``limit`` are in flight; False when the pool broke meanwhile (a
+    worker died between two submissions: the shard that was refused goes back to the front of ``todo``)."""
+    while todo and len(running) < limit:
+        shard = todo.popleft()
+        try:
+            running[pool.submit(_score_shard, texts.values(shard), batch_size)] = shard
+        except BrokenProcessPool:
+            todo.appendleft(shard)
+            return False
+    return True
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
