@@ -134,7 +134,7 @@ image: setup ## the serving image $(IMAGE): onnxruntime only; OPENVINO=1 adds Op
 	  --build-arg OPENVINO=$(OPENVINO) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 	  $$(for a in $$args; do printf -- '--build-arg %s ' "$$a"; done) .
 
-image-run: ## serve ARTIFACT (default artifacts/demo/int8-dynamic) from the image on $(HOST):$(PORT) (make image first)
+image-run: ## serve ARTIFACT (default the set artifacts/demo: its fastest variant) from the image on $(HOST):$(PORT) (make image first)
 	$(if $(ENGINE),,$(error no container engine: install docker or podman, then `make image`))
 	@[ -d '$(ARTIFACT)' ] || { echo "image-run: $(ARTIFACT) not found: run \`make demo\` first, or set ARTIFACT=DIR"; exit 2; }
 	$(ENGINE_ENV) $(ENGINE) run --rm -p $(HOST):$(PORT):5000 \
