@@ -13,7 +13,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from pydantic import Field, field_validator
 
 from structbert_lite.artifact import Artifact, copy_companions

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from structbert_lite.artifact import sha256_file
 from structbert_lite.convert.hub_download import (
     DEFAULT_BOUNDS,
     WANTED_PATTERNS,
@@ -26,7 +27,6 @@ from structbert_lite.convert.hub_download import (
     one_line,
     status_of,
 )
-from structbert_lite.artifact import sha256_file
 
 
 class _BoundedSession:

@@ -25,8 +25,8 @@ from structbert_lite.artifact import Artifact, copy_companions
 from structbert_lite.config import Bool
 from structbert_lite.errors import GraphStructureError
 from structbert_lite.quantize import fallback as fallback_search
-from structbert_lite.quantize.fallback import FallbackOptions
 from structbert_lite.quantize.cpu_presets import QuantPreset, choose_preset
+from structbert_lite.quantize.fallback import FallbackOptions
 from structbert_lite.quantize.onnx_graph import load_onnx, model_dims, op_counts
 from structbert_lite.steps import StepContext, StepOptions
 

@@ -115,8 +115,14 @@ class _RichBar(_Silent):
 
     def __init__(self, iterable, total, desc: str, unit: str, initial: int):
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         super().__init__(iterable)
         if total is None and iterable is not None and hasattr(iterable, "__len__"):

@@ -120,11 +120,12 @@ def run_steps(work: Path, loaded, chain: list[tuple[str, str, dict]], texts=None
 def self_labels(checkpoint_dir: Path, texts: list[str], max_length: int = 128) -> list[str]:
     """The checkpoint's own FP32 answers as label *names* (负面/正面): an eval set a random tiny model scores
     100% on, so the baseline's sanity bounds pass, and a checkpoint with swapped labels scores 0%."""
+    import tempfile
+
     from structbert_lite.convert.checkpoint import load_classifier
     from structbert_lite.convert.export_onnx import torch_logits
     from structbert_lite.convert.tokenizer_files import write_tokenizer_files
     from structbert_lite.runtime import encode, load_tokenizer
-    import tempfile
 
     loaded = load_classifier(checkpoint_dir)
     with tempfile.TemporaryDirectory() as tmp:

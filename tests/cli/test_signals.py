@@ -11,8 +11,8 @@ import time
 import pytest
 
 from structbert_lite.publish.output_set import RUN_ID, runs_root
-from tests.cli.test_run_cli import TEXTS, tiny_config
 from tests.builders import self_labels, write_eval_csv, write_tiny_checkpoint
+from tests.cli.test_run_cli import TEXTS, tiny_config
 
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

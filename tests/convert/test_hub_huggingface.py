@@ -10,7 +10,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from hub_support import fault_then_clean_rerun, resolve_fails
 
 from structbert_lite.convert.checkpoint import load_classifier

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from hub_support import fault_then_clean_rerun, resolve_fails
 
 from structbert_lite.convert.checkpoint import load_classifier

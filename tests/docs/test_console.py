@@ -11,8 +11,8 @@ import pytest
 
 from structbert_lite import console
 from structbert_lite.cli import EXIT_GATE, main
-from tests.cli.test_run_cli import TEXTS, run_cli
 from tests.builders import self_labels, write_eval_csv, write_tiny_checkpoint
+from tests.cli.test_run_cli import TEXTS, run_cli
 
 
 def test_a_stage_prints_one_line_with_its_status_and_time(capsys):

@@ -8,8 +8,8 @@ import torch
 
 from structbert_lite.artifact import Artifact, copy_companions
 from structbert_lite.convert.checkpoint import load_classifier, save_checkpoint
-from structbert_lite.parity import PARITY_SENTENCES
 from structbert_lite.errors import GraphStructureError, ModelFileError
+from structbert_lite.parity import PARITY_SENTENCES
 from structbert_lite.quantize import dynamic_int8, optimize_graph
 from structbert_lite.quantize.cpu_presets import choose_preset, detect_isa, missing_cpu_flags
 from structbert_lite.quantize.fallback import layer_groups

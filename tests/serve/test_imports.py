@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import httpx
-
 from serve_support import LiveServer
+
 from tests.builders import imported_modules
 
 SERVE_DIR = Path(__file__).resolve().parents[2] / "serve"

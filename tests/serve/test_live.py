@@ -15,7 +15,6 @@ import time
 
 import httpx
 import pytest
-
 from serve_support import CHARS, LiveServer
 
 from structbert_lite.serve.protocol import LINGER_IDLE_S, LINGER_S

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from serve_support import free_port
 
 from structbert_lite.artifact import read_manifest, write_manifest

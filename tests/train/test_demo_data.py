@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from structbert_lite.train import demo_model
 from structbert_lite.reviews import corpus_files, load_reviews
+from structbert_lite.train import demo_model
 
 
 def test_reviews_are_deduplicated_and_conflicts_dropped():
