@@ -56,7 +56,8 @@ def test_the_run_log_gets_info_whatever_the_terminal_shows(tmp_path):
 
 
 def test_the_unverified_line_gives_the_reason_from_the_trust_verdict():
-    report = {"settings": {"speed_trust": {"verified": False, "reasons": ["threads waited for a core 84% of the time"]}}}
+    trust = {"verified": False, "reasons": ["threads waited for a core 84% of the time"]}
+    report = {"settings": {"speed_trust": trust}}
     accepted = console.speed_unverified_line(report, True, 4)
     assert accepted.startswith("Speed figures NOT verified (threads waited for a core 84% of the time)")
     assert "\n" not in accepted and "published" in accepted
