@@ -117,7 +117,9 @@ def sniff_format(path: Path) -> str:
     return "unknown"
 
 
-_FORMAT_NAMES = {"torch-zip": "a PyTorch checkpoint", "pickle": "a pickled PyTorch checkpoint", "safetensors": "safetensors data"}
+_FORMAT_NAMES = {
+    "torch-zip": "a PyTorch checkpoint", "pickle": "a pickled PyTorch checkpoint", "safetensors": "safetensors data"
+}
 
 
 def check_weights_format(weights: Path) -> None:
@@ -193,7 +195,8 @@ def check_config_values(path: Path, raw: dict) -> None:
     for key in REQUIRED_INT_FIELDS + OPTIONAL_INT_FIELDS:
         value = raw.get(key)
         if key in raw and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            kind = f"a {type(value).__name__}" if not isinstance(value, int) or isinstance(value, bool) else "not positive"
+            wrong_type = not isinstance(value, int) or isinstance(value, bool)
+            kind = f"a {type(value).__name__}" if wrong_type else "not positive"
             raise CheckpointError(f"{path}: {key} is {value!r} ({kind}); it must be a positive integer")
     for key in OPTIONAL_FLOAT_FIELDS:
         value = raw.get(key)
@@ -217,7 +220,8 @@ def read_checkpoint_config(checkpoint_dir: Path) -> tuple[dict, dict[int, str], 
     id2label, labels_from = read_labels(checkpoint_dir, raw)
     model_type = raw.get("model_type")
     if model_type not in (None, "bert", "structbert"):
-        logger.warning("%s says model_type %r; loading it as BERT (StructBERT is architecturally BERT)", path, model_type)
+        logger.warning("%s says model_type %r; loading it as BERT (StructBERT is architecturally BERT)",
+                       path, model_type)
     return raw, id2label, labels_from
 
 
@@ -234,7 +238,8 @@ def bert_config(path: Path, raw: dict, id2label: dict[int, str]):
             architectures=["BertForSequenceClassification"],
         )
     except Exception as exc:  # noqa: BLE001 - any value BertConfig rejects is the config file's fault
-        raise CheckpointError(f"{path} is not a BERT config transformers accepts: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(f"{path} is not a BERT config transformers accepts: "
+                              f"{type(exc).__name__}: {exc}") from None
 
 
 def read_bert_config(checkpoint_dir: Path):
@@ -267,7 +272,8 @@ def load_classifier(checkpoint_dir: str | Path) -> LoadedClassifier:
         with torch.device("meta"):  # no random init: every weight must come from the checkpoint
             model = BertForSequenceClassification(config)
     except Exception as exc:  # noqa: BLE001 - e.g. an unknown hidden_act
-        raise CheckpointError(f"{checkpoint_dir}/config.json does not build a BERT model: {type(exc).__name__}: {exc}") from None
+        raise CheckpointError(f"{checkpoint_dir}/config.json does not build a BERT model: "
+                              f"{type(exc).__name__}: {exc}") from None
     check_state_matches(model, state, weights, config)
     model.load_state_dict(state, strict=False, assign=True)  # strictness checked above, names and shapes
     # Buffers that are not weights (position_ids, token_type_ids) are rebuilt, never read from the file.
@@ -350,5 +356,6 @@ def save_checkpoint(
         "pipeline": {"type": "sentiment-classification"},
         "preprocessor": {"type": "sen-cls-tokenizer", "first_sequence": "text"},
     }
-    (out_dir / "configuration.json").write_text(json.dumps(configuration, indent=2, ensure_ascii=False), encoding="utf-8")
+    text = json.dumps(configuration, indent=2, ensure_ascii=False)
+    (out_dir / "configuration.json").write_text(text, encoding="utf-8")
     return out_dir

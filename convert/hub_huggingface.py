@@ -106,14 +106,15 @@ def download_huggingface(repo_id: str, revision: Optional[str], cache_dir: Optio
     huggingface_hub.configure_http_backend(backend_factory=bounded)
     try:
         info = HfApi().model_info(repo_id, revision=revision, files_metadata=True, timeout=timeout)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - describe_hf_error classifies any failure into one line
         raise describe_hf_error(exc, repo_id, revision, "the file list") from None
     expected = {s.rfilename: s for s in info.siblings or [] if _wanted(s.rfilename)}
-    for attempt in range(2):  # a damaged file is deleted and fetched once more
+    for _attempt in range(2):  # a damaged file is deleted and fetched once more
         bounded.attempts.clear()
         try:
-            path = Path(snapshot_download(repo_id, revision=info.sha, cache_dir=cache_dir, allow_patterns=WANTED_PATTERNS))
-        except Exception as exc:  # noqa: BLE001
+            path = Path(snapshot_download(repo_id, revision=info.sha, cache_dir=cache_dir,
+                                          allow_patterns=WANTED_PATTERNS))
+        except Exception as exc:  # noqa: BLE001 - describe_hf_error classifies any failure into one line
             missing = [name for name in expected if not _hf_cached(repo_id, name, cache_dir, info.sha)]
             what = " and ".join(missing[:3]) if missing else f"revision {info.sha[:12]}"
             failure = describe_hf_error(exc, repo_id, revision, what, bounded.most_retried())

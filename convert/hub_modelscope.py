@@ -97,9 +97,9 @@ def describe_modelscope_error(exc: BaseException, model_id: str, revision: str) 
         return DownloadFailed("error", f"{where} refused access to {model_id!r} ({one_line(cause, 120)}): "
                               "log in with `modelscope login` or set MODELSCOPE_API_TOKEN")
     if isinstance(cause, ms.ServerError) or (status_of(cause) or 0) >= 500:
-        return DownloadFailed("unavailable", f"{where} answered HTTP {status_of(cause) or '5xx'} for {subject} on every try "
-                              f"({'MODELSCOPE_DOWNLOAD_MAX_RETRIES' if failed else 'MODELSCOPE_REPO_TREE_PAGE_MAX_ATTEMPTS'}="
-                              f"{os.environ.get('MODELSCOPE_DOWNLOAD_MAX_RETRIES' if failed else 'MODELSCOPE_REPO_TREE_PAGE_MAX_ATTEMPTS')})")
+        retries = "MODELSCOPE_DOWNLOAD_MAX_RETRIES" if failed else "MODELSCOPE_REPO_TREE_PAGE_MAX_ATTEMPTS"
+        return DownloadFailed("unavailable", f"{where} answered HTTP {status_of(cause) or '5xx'} for {subject} "
+                              f"on every try ({retries}={os.environ.get(retries)})")
     if any(isinstance(e, (ms.RequestTimeoutError, TimeoutError)) or is_slow(e) for e in chain):
         limit = "MODELSCOPE_DOWNLOAD_TIMEOUT" if failed else "MODELSCOPE_REPO_TREE_PAGE_TIMEOUT_SECONDS"
         return DownloadFailed("unavailable", f"{where} stopped answering while sending {subject} "
@@ -108,7 +108,8 @@ def describe_modelscope_error(exc: BaseException, model_id: str, revision: str) 
         return DownloadFailed("unavailable", f"the connection to {where} failed while fetching {subject} "
                               f"({connection_detail(chain)}; MODELSCOPE_DOWNLOAD_MAX_RETRIES="
                               f"{os.environ.get('MODELSCOPE_DOWNLOAD_MAX_RETRIES')})")
-    return DownloadFailed("error", f"downloading {subject} from {where} failed: {type(cause).__name__}: {one_line(cause, 160)}")
+    return DownloadFailed("error", f"downloading {subject} from {where} failed: "
+                          f"{type(cause).__name__}: {one_line(cause, 160)}")
 
 
 def not_found_modelscope(model_id: str, revision: str) -> DownloadFailed:

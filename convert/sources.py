@@ -1,10 +1,10 @@
 """Resolve a model source to a local ModelScope-layout folder.
 
-    ModelScope id      damo/nlp_structbert_sentiment-classification_chinese-base  (snapshot_download, see hub_download.py)
-                       modelscope:owner/name forces the hub reading when a local folder shares the owner's name
-    Hugging Face id    hf:<owner>/<name>                                          (huggingface_hub.snapshot_download)
-    local directory    ./my-checkpoint, models/ckpt, /abs/path                    (used in place)
-    demo               demo                                                       (trained offline, see train/demo_model.py)
+    ModelScope id    damo/nlp_structbert_sentiment-classification_chinese-base (snapshot_download, see hub_download.py)
+                     modelscope:owner/name forces the hub reading when a local folder shares the owner's name
+    Hugging Face id  hf:<owner>/<name>                                         (huggingface_hub.snapshot_download)
+    local directory  ./my-checkpoint, models/ckpt, /abs/path                   (used in place)
+    demo             demo                                                      (trained offline by train/demo_model.py)
 
 An ``owner/name`` spec is a hub id only when nothing local claims it: if ``owner`` is a local folder (or one
 letter away from one) the spec is a mistyped path, reported at once with the nearest existing names, and
@@ -73,8 +73,9 @@ def classify(spec: str) -> str:
         near = None if owner in KNOWN_HUB_OWNERS else _near_names(Path("."), owner, dirs_only=True, cutoff=0.8)
         if near:
             raise SourceError(
-                f"model source {spec!r}: there is no local folder {owner!r} (did you mean {near[0] + spec[len(owner):]!r}?)"
-                f" and it was not sent to ModelScope; write {MODELSCOPE_PREFIX}{spec} if you meant the hub id"
+                f"model source {spec!r}: there is no local folder {owner!r} "
+                f"(did you mean {near[0] + spec[len(owner):]!r}?) and it was not sent to ModelScope; "
+                f"write {MODELSCOPE_PREFIX}{spec} if you meant the hub id"
             )
         return "modelscope"
     if spec.count("/") >= 2:
@@ -96,7 +97,8 @@ def resolve_source(spec: str, revision: str | None = None, cache_dir: str | None
     hub_id = spec.split(":", 1)[1] if spec.startswith((HF_PREFIX, MODELSCOPE_PREFIX)) else spec
     result = run_download(kind, hub_id, revision, cache_dir)
     shown = f"hf:{hub_id}" if kind == "huggingface" else hub_id
-    logger.info("downloaded %s (revision %s) from %s into %s", shown, result["revision"], result["endpoint"], result["path"])
+    logger.info("downloaded %s (revision %s) from %s into %s",
+                shown, result["revision"], result["endpoint"], result["path"])
     return ResolvedSource(kind, shown, Path(result["path"]), result["revision"], result["endpoint"])
 
 
@@ -110,7 +112,8 @@ def check_local_dir(spec: str) -> Path:
     marker = path / hub_download.INCOMPLETE_MARKER
     if marker.is_file():
         raise SourceError(
-            f"{spec} is a hub download that did not finish ({hub_download.one_line(marker.read_text(encoding='utf-8'), 120)}): "
+            f"{spec} is a hub download that did not finish "
+            f"({hub_download.one_line(marker.read_text(encoding='utf-8'), 120)}): "
             "run it again by its hub id (it resumes and verifies), or pass a complete folder"
         )
     partial = sorted(p.name for p in path.glob("*.incomplete"))
@@ -155,7 +158,8 @@ def run_download(kind: str, hub_id: str, revision: str | None, cache_dir: str | 
     """Run `hub_download` in a child process; its result dict, or a one-line `SourceError`."""
     request = json.dumps({"kind": kind, "id": hub_id, "revision": revision, "cache_dir": cache_dir})
     shown = f"hf:{hub_id}" if kind == "huggingface" else hub_id
-    logger.info("downloading %s (revision %s) from %s", shown, revision or "default", "the Hugging Face Hub" if kind == "huggingface" else "ModelScope")
+    logger.info("downloading %s (revision %s) from %s", shown, revision or "default",
+                "the Hugging Face Hub" if kind == "huggingface" else "ModelScope")
     env = hub_download.child_env(dict(os.environ), interactive=sys.stderr.isatty())
     command = [sys.executable, "-m", "structbert_lite.convert.hub_download", request]
     child = subprocess.Popen(command, stdout=subprocess.PIPE, env=env, text=True, encoding="utf-8")

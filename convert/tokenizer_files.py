@@ -46,13 +46,15 @@ def check_vocab(vocab_path: Path, vocab_size: int, embedding_rows: int | None = 
     rows = f" (and the embedding table has {embedding_rows} rows)" if embedding_rows is not None else ""
     if len(tokens) > vocab_size:
         raise CheckpointError(
-            f"{vocab_path} has {len(tokens)} lines but config.json says vocab_size {vocab_size}{rows}: the vocabulary is "
-            f"longer than the model's, so tokens {vocab_size}..{len(tokens) - 1} have no embedding; it belongs to another model"
+            f"{vocab_path} has {len(tokens)} lines but config.json says vocab_size {vocab_size}{rows}: "
+            f"the vocabulary is longer than the model's, so tokens {vocab_size}..{len(tokens) - 1} have no embedding; "
+            "it belongs to another model"
         )
     if len(tokens) < vocab_size:
         raise CheckpointError(
-            f"{vocab_path} has {len(tokens)} lines but config.json says vocab_size {vocab_size}{rows}: the vocabulary is "
-            "shorter than the model's (a truncated or different vocab.txt); use the one the checkpoint was trained with"
+            f"{vocab_path} has {len(tokens)} lines but config.json says vocab_size {vocab_size}{rows}: "
+            "the vocabulary is shorter than the model's (a truncated or different vocab.txt); "
+            "use the one the checkpoint was trained with"
         )
     return tokens
 
@@ -72,7 +74,9 @@ def write_tokenizer_files(vocab_path: Path, out_dir: Path, max_length: int) -> l
         WordPiece.read_file(str(out_dir / "vocab.txt")), lowercase=True, handle_chinese_chars=True
     )
     tokenizer.save(str(out_dir / "tokenizer.json"))
-    special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+    special = {
+        "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"
+    }
     config = {
         "tokenizer_class": "BertTokenizer",
         "do_lower_case": True,

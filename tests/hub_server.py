@@ -10,7 +10,8 @@ It speaks exactly the requests the installed clients make, so tests run the unch
       GET  /api/v1/models/{owner}/{name}/repo?Revision=R&FilePath=F     the file (Range honoured: 206)
       GET  /api/v1/models/{owner}/{name}                                repo info
     Hugging Face (huggingface_hub 0.36, HF_ENDPOINT=http://127.0.0.1:PORT)
-      GET  /api/models/{owner}/{name}[/revision/R]                      {"id","sha","siblings":[{rfilename,size,blobId,lfs}]}
+      GET  /api/models/{owner}/{name}[/revision/R]
+                                                                        {"id","sha","siblings":[{rfilename,size,blobId,lfs}]}
       HEAD /{owner}/{name}/resolve/R/F                                  X-Repo-Commit, ETag / X-Linked-Etag, sizes
       GET  /{owner}/{name}/resolve/R/F                                  the file (Range honoured: 206)
 
@@ -319,7 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "500":
             return self._json(500, {"Code": 500, "Message": "Internal Server Error", "Success": False})
         if action not in ("repo", "repo/files"):  # repo info
-            return self._json(200, {"Code": 200, "Data": {"Path": repo.id.split("/")[0], "Name": repo.id.split("/")[1]}, "Success": True})
+            repo_owner, repo_name = repo.id.split("/")[:2]
+            return self._json(200, {"Code": 200, "Data": {"Path": repo_owner, "Name": repo_name}, "Success": True})
         resolved = repo.files_at(query.get("Revision") or MS_DEFAULT_REVISION)
         if resolved is None:
             return self._ms_not_found(f"revision {query.get('Revision')} does not exist")

@@ -36,7 +36,8 @@ def write_modelscope_repo(src: Path, dst: Path) -> Path:
     loaded = load_classifier(src)
     config = loaded.model.config
     configuration = copy.deepcopy(MODELSCOPE_CONFIGURATION)
-    configuration["model"]["backbone"].update(hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers)
+    configuration["model"]["backbone"].update(hidden_size=config.hidden_size,
+                                              num_hidden_layers=config.num_hidden_layers)
     configuration["model"]["head"]["hidden_size"] = config.hidden_size
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     try:

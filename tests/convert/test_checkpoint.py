@@ -106,7 +106,8 @@ def test_labels_in_the_checkpoints_own_order_are_kept(tmp_path):
 @pytest.mark.parametrize(
     "labels, id2label, extra, message",
     [
-        (("label_mapping",), None, {"config.json": {"id2label": {"0": "正面", "1": "负面"}}}, "disagree on what each class id means"),
+        (("label_mapping",), None, {"config.json": {"id2label": {"0": "正面", "1": "负面"}}},
+         "disagree on what each class id means"),
         (("config.id2label",), None, {"config.json": {"label2id": {"正面": 0, "负面": 1}}}, "disagree"),
         ((), None, {}, "names no labels"),
         ((), None, {"config.json": {"id2label": {"0": "LABEL_0", "1": "LABEL_1"}}}, "names no labels"),
@@ -165,30 +166,48 @@ def _write_vocab(folder, tokens):
 
 
 BAD_CHECKPOINTS = {
-    "missing-classifier": (lambda f: _edit_state(f, lambda s: s.pop("head.classifier.weight")), "missing tensors: classifier.weight"),
-    "extra-tensor": (lambda f: _edit_state(f, lambda s: s.update({"head.extra.weight": torch.zeros(2)})), "unexpected tensors: head.extra.weight"),
-    "wrong-shape": (lambda f: _edit_state(f, lambda s: s.update({"head.classifier.weight": torch.zeros(3, 32)})), "has shape (3, 32)"),
+    "missing-classifier": (lambda f: _edit_state(f, lambda s: s.pop("head.classifier.weight")),
+                           "missing tensors: classifier.weight"),
+    "extra-tensor": (lambda f: _edit_state(f, lambda s: s.update({"head.extra.weight": torch.zeros(2)})),
+                     "unexpected tensors: head.extra.weight"),
+    "wrong-shape": (lambda f: _edit_state(f, lambda s: s.update({"head.classifier.weight": torch.zeros(3, 32)})),
+                    "has shape (3, 32)"),
     "non-tensor-value": (lambda f: _edit_state(f, lambda s: s.update({"step": 3})), "holds int under 'step'"),
     "truncated-bin": (lambda f: _truncate(f / "pytorch_model.bin"), "truncated or corrupt"),
     "empty-bin": (lambda f: (f / "pytorch_model.bin").write_bytes(b""), "is empty (0 bytes)"),
-    "truncated-safetensors": (lambda f: (_to_safetensors(f), _truncate(f / "model.safetensors")), "truncated or corrupt"),
-    "empty-safetensors": (lambda f: (_to_safetensors(f), (f / "model.safetensors").write_bytes(b"")), "is empty (0 bytes)"),
-    "bin-named-safetensors": (lambda f: (f / "pytorch_model.bin").rename(f / "model.safetensors"), "not safetensors: rename it to pytorch_model.bin"),
-    "safetensors-named-bin": (lambda f: (_to_safetensors(f), (f / "model.safetensors").rename(f / "pytorch_model.bin")), "rename it to model.safetensors"),
-    "garbage-safetensors": (lambda f: ((f / "pytorch_model.bin").unlink(), (f / "model.safetensors").write_bytes(b"\x07" * 64)), "truncated or corrupt"),
+    "truncated-safetensors": (lambda f: (_to_safetensors(f), _truncate(f / "model.safetensors")),
+                              "truncated or corrupt"),
+    "empty-safetensors": (lambda f: (_to_safetensors(f), (f / "model.safetensors").write_bytes(b"")),
+                          "is empty (0 bytes)"),
+    "bin-named-safetensors": (lambda f: (f / "pytorch_model.bin").rename(f / "model.safetensors"),
+                              "not safetensors: rename it to pytorch_model.bin"),
+    "safetensors-named-bin": (lambda f: (_to_safetensors(f), (f / "model.safetensors").rename(f / "pytorch_model.bin")),
+                              "rename it to model.safetensors"),
+    "garbage-safetensors": (lambda f: ((f / "pytorch_model.bin").unlink(),
+                                       (f / "model.safetensors").write_bytes(b"\x07" * 64)), "truncated or corrupt"),
     "no-weights": (lambda f: (f / "pytorch_model.bin").unlink(), "has no weights"),
     "no-config": (lambda f: (f / "config.json").unlink(), "has no config.json"),
     "bad-json": (lambda f: (f / "config.json").write_text("{not json"), "is not valid JSON"),
     "config-is-a-list": (lambda f: (f / "config.json").write_text("[1, 2]"), "holds a JSON list, not an object"),
     "not-bert": (lambda f: (f / "config.json").write_text(json.dumps({"vocab_size": 10})), "lacks 'hidden_size'"),
-    "hidden-size-string": (lambda f: _edit_config(f, lambda c: {**c, "hidden_size": "32"}), "hidden_size is '32' (a str); it must be a positive integer"),
-    "layers-zero": (lambda f: _edit_config(f, lambda c: {**c, "num_hidden_layers": 0}), "num_hidden_layers is 0 (not positive)"),
-    "heads-bool": (lambda f: _edit_config(f, lambda c: {**c, "num_attention_heads": True}), "num_attention_heads is True"),
-    "heads-do-not-divide": (lambda f: _edit_config(f, lambda c: {**c, "num_attention_heads": 5}), "hidden_size 32 is not divisible by num_attention_heads 5"),
-    "eps-string": (lambda f: _edit_config(f, lambda c: {**c, "layer_norm_eps": "1e-12"}), "layer_norm_eps is '1e-12' (a str)"),
-    "unknown-activation": (lambda f: _edit_config(f, lambda c: {**c, "hidden_act": "nope"}), "does not build a BERT model"),
-    "vocab-longer": (lambda f: _write_vocab(f, TINY_VOCAB + ["extra1", "extra2"]), f"vocab.txt has {len(TINY_VOCAB) + 2} lines but config.json says vocab_size {len(TINY_VOCAB)}: the vocabulary is longer"),
-    "vocab-shorter": (lambda f: _write_vocab(f, TINY_VOCAB[:-3]), f"vocab.txt has {len(TINY_VOCAB) - 3} lines but config.json says vocab_size {len(TINY_VOCAB)}: the vocabulary is shorter"),
+    "hidden-size-string": (lambda f: _edit_config(f, lambda c: {**c, "hidden_size": "32"}),
+                           "hidden_size is '32' (a str); it must be a positive integer"),
+    "layers-zero": (lambda f: _edit_config(f, lambda c: {**c, "num_hidden_layers": 0}),
+                    "num_hidden_layers is 0 (not positive)"),
+    "heads-bool": (lambda f: _edit_config(f, lambda c: {**c, "num_attention_heads": True}),
+                   "num_attention_heads is True"),
+    "heads-do-not-divide": (lambda f: _edit_config(f, lambda c: {**c, "num_attention_heads": 5}),
+                            "hidden_size 32 is not divisible by num_attention_heads 5"),
+    "eps-string": (lambda f: _edit_config(f, lambda c: {**c, "layer_norm_eps": "1e-12"}),
+                   "layer_norm_eps is '1e-12' (a str)"),
+    "unknown-activation": (lambda f: _edit_config(f, lambda c: {**c, "hidden_act": "nope"}),
+                           "does not build a BERT model"),
+    "vocab-longer": (lambda f: _write_vocab(f, TINY_VOCAB + ["extra1", "extra2"]),
+                     f"vocab.txt has {len(TINY_VOCAB) + 2} lines but config.json says vocab_size {len(TINY_VOCAB)}: "
+                     "the vocabulary is longer"),
+    "vocab-shorter": (lambda f: _write_vocab(f, TINY_VOCAB[:-3]),
+                      f"vocab.txt has {len(TINY_VOCAB) - 3} lines but config.json says vocab_size {len(TINY_VOCAB)}: "
+                      "the vocabulary is shorter"),
     "vocab-missing": (lambda f: (f / "vocab.txt").unlink(), "has no vocab.txt"),
     "vocab-not-bert": (lambda f: _write_vocab(f, ["a"] * len(TINY_VOCAB)), "lacks the special tokens"),
     "vocab-not-utf8": (lambda f: (f / "vocab.txt").write_bytes(b"\xff\xfe" * 40), "is not UTF-8 text"),
@@ -254,8 +273,8 @@ def test_no_folder(tmp_path):
         load_classifier(tmp_path / "nope")
 
 
-@pytest.mark.parametrize("case", ["config-is-a-list", "hidden-size-string", "heads-do-not-divide", "vocab-longer", "empty-bin",
-                                  "bin-named-safetensors"])
+@pytest.mark.parametrize("case", ["config-is-a-list", "hidden-size-string", "heads-do-not-divide", "vocab-longer",
+                                  "empty-bin", "bin-named-safetensors"])
 def test_cli_refuses_a_bad_checkpoint_in_seconds_with_exit_2(tmp_path, case):
     """Issue 11: one line, exit 2, in seconds (these checks run before torch is imported; a vocab.txt longer
     than vocab_size used to fail after 53 s, in the export)."""

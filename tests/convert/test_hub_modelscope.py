@@ -53,7 +53,8 @@ def test_download_is_byte_identical_and_traceable(hub, checkpoints, model_id):
     assert loaded.id2label == {0: "负面", 1: "正面"} and loaded.labels_from == "label_mapping.json"
     owner_name = model_id
     assert hub.requests_for(f"/api/v1/models/{owner_name}/repo/files")[0]["query"]["Revision"] == "master"
-    assert {r["query"]["FilePath"] for r in hub.requests_for(f"/api/v1/models/{owner_name}/repo") if "FilePath" in r["query"]} >= set(names)
+    file_requests = hub.requests_for(f"/api/v1/models/{owner_name}/repo")
+    assert {r["query"]["FilePath"] for r in file_requests if "FilePath" in r["query"]} >= set(names)
 
 
 def test_pinned_revision(hub, checkpoints):
@@ -141,7 +142,8 @@ def test_standalone_server_serves_a_folder(tmp_path, monkeypatch, checkpoints):
     """`python -m tests.hub_server --model-id … --dir … --port …`, as the lead uses it for `make convert`."""
     port = free_port()
     repo_root = Path(__file__).resolve().parents[2]
-    command = [sys.executable, "-m", "tests.hub_server", "--model-id", MODEL, "--dir", str(checkpoints["master"]), "--port", str(port)]
+    command = [sys.executable, "-m", "tests.hub_server", "--model-id", MODEL, "--dir", str(checkpoints["master"]),
+               "--port", str(port)]
     server = subprocess.Popen(command, cwd=repo_root, stdout=subprocess.PIPE, text=True)
     try:
         assert server.stdout.readline().startswith(f"serving {MODEL}")

@@ -33,7 +33,8 @@ def test_classify(spec, kind, tmp_path, monkeypatch):
     assert sources.classify(spec) == kind
 
 
-@pytest.mark.parametrize("spec, message", [("not a model id", "neither an existing directory"), ("hf:a b", "not a Hugging Face id"),
+@pytest.mark.parametrize("spec, message", [("not a model id", "neither an existing directory"),
+                                           ("hf:a b", "not a Hugging Face id"),
                                            ("modelscope:nope", "not a ModelScope id")])
 def test_unrecognised_source(spec, message):
     with pytest.raises(SourceError, match=message):
@@ -60,11 +61,14 @@ def hub(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "spec, expected",
     [
-        ("mymodels/checkpoint", "model folder 'mymodels/checkpoint' does not exist (did you mean 'mymodels/checkpoints'?)"),
+        ("mymodels/checkpoint",
+         "model folder 'mymodels/checkpoint' does not exist (did you mean 'mymodels/checkpoints'?)"),
         ("mymodels/checkpoints/v1", "does not exist (mymodels/checkpoints/ holds v2)"),
         ("./mymodels/chekpoints", "does not exist (did you mean 'mymodels/checkpoints'?)"),
-        ("mymodel/checkpoints", "there is no local folder 'mymodel' (did you mean 'mymodels/checkpoints'?) and it was not sent"),
-        ("mymodls", "neither an existing directory, a ModelScope id (owner/name) nor 'hf:owner/name' (did you mean 'mymodels'?)"),
+        ("mymodel/checkpoints",
+         "there is no local folder 'mymodel' (did you mean 'mymodels/checkpoints'?) and it was not sent"),
+        ("mymodls",
+         "neither an existing directory, a ModelScope id (owner/name) nor 'hf:owner/name' (did you mean 'mymodels'?)"),
     ],
     ids=["one-slash-typo", "deeper-typo", "dot-slash-typo", "owner-typo", "bare-typo"],
 )
