@@ -17,7 +17,7 @@ then median ms at 1×32 / 1×128 / 8×64:
 | --- | --- | --- | --- |
 | s8, reduce_range (preset avx2) | — | 0.021 / 0.0057 | 279 / 910 / 2844 |
 | s8, full range (preset avx512_vnni) | — | 0.028 / 0.0135 (saturates) | 359 / 1514 / 3680 |
-| s8, full range | ``session.x64quantprecision=1`` (s8 → u8 weights at load: U8U8 kernels) | 0.018 / 0.0063 | 297 / 875 / 2957 |
+| s8, full range | ``session.x64quantprecision=1`` (u8 weights at load: U8U8) | 0.018 / 0.0063 | 297 / 875 / 2957 |
 | u8 (U8U8) | — | 0.018 / 0.0052 | 416 / 1407 / 3908 |
 | s8, reduce_range | ``session.intra_op.allow_spinning=0`` | 0.021 / 0.0057 | 114 / 785 / 1999 |
 
@@ -103,7 +103,8 @@ def choose_preset(name: str = "auto", flags: frozenset[str] | set[str] | None = 
     preset = QuantPreset.avx512_vnni() if isa in ("avx512_vnni", "avx_vnni") else PRESETS[isa]()
     if isa == "avx_vnni":
         preset = dataclasses.replace(preset, isa="avx_vnni", required_cpu_flags=ISA_FLAGS["avx_vnni"])
-    logger.info("CPU instruction set %s → preset %s (weights %s, reduce_range=%s)", isa, preset.name, preset.weight_type, preset.reduce_range)
+    logger.info("CPU instruction set %s → preset %s (weights %s, reduce_range=%s)",
+                isa, preset.name, preset.weight_type, preset.reduce_range)
     return preset
 
 

@@ -41,7 +41,8 @@ class Options(StepOptions):
     )
     per_channel: Bool = Field(True, description="per-output-channel weight scales")
     reduce_range: Optional[Bool] = Field(None, description="7-bit weights (None: the preset decides)")
-    weight_type: Optional[Literal["int8", "uint8"]] = Field(None, description="weight data type (None: the preset decides)")
+    weight_type: Optional[Literal["int8", "uint8"]] = Field(
+        None, description="weight data type (None: the preset decides)")
     symmetric_weights: Bool = Field(True, description="symmetric weight quantization (zero point 0)")
     op_types: list[str] = Field(
         ["MatMul", "Attention", "EmbedLayerNormalization"],
@@ -105,7 +106,8 @@ def check_quantized(counts: dict[str, int], num_layers: int, settings: dict, exc
     if "MatMul" in settings["op_types"] and found["quantized_matmul"] == 0:
         problems.append("no MatMul was quantized (MatMulInteger/DynamicQuantizeMatMul: 0)")
     excluded_embedding = any(n.startswith("EmbedLayerNormalization") for n in excluded)
-    if "EmbedLayerNormalization" in settings["op_types"] and not excluded_embedding and found["QEmbedLayerNormalization"] != 1:
+    embedding_quantized = "EmbedLayerNormalization" in settings["op_types"] and not excluded_embedding
+    if embedding_quantized and found["QEmbedLayerNormalization"] != 1:
         problems.append(f"QEmbedLayerNormalization: found {found['QEmbedLayerNormalization']}, expected 1")
     if problems:
         raise GraphStructureError(f"dynamic int8 did not quantize the graph as expected: {'; '.join(problems)}")

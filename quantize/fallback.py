@@ -36,7 +36,8 @@ _HEAD = re.compile(r"pooler|classifier|logits")
 class FallbackOptions(StepOptions):
     enabled: Bool = Field(True, description="keep sensitive layers in FP32 when int8 misses the bounds")
     max_accuracy_drop: float = Field(0.5, ge=0, description="accuracy drop (points) that triggers the fallback")
-    min_agreement: float = Field(0.99, ge=0, le=1, description="label agreement with FP32 below which fallback triggers")
+    min_agreement: float = Field(0.99, ge=0, le=1,
+                                 description="label agreement with FP32 below which fallback triggers")
     max_tries: Int = Field(4, ge=1, le=20, description="re-quantization attempts before giving up")
     calibration_rows: Int = Field(512, ge=8, description="eval rows used to rank layer sensitivity and check tries")
 
@@ -61,7 +62,8 @@ def layer_groups(model_path: Path, op_types) -> dict[str, list[str]]:
     return groups
 
 
-def _score(folder: Path, texts, labels, reference: np.ndarray, ref_accuracy: float, max_length: int, threads: int) -> dict:
+def _score(folder: Path, texts, labels, reference: np.ndarray, ref_accuracy: float, max_length: int,
+           threads: int) -> dict:
     from structbert_lite.runtime import OnnxClassifier
 
     # batch_invariant=False: scored one text at a time, as the runtime serves dynamic int8
@@ -123,7 +125,8 @@ def search(
         "excluded_nodes": base_excluded,
         "sensitivity": {},
     }
-    logger.info("int8 full quantization: drop %.2f pts, agreement %.4f", first["accuracy_drop_points"], first["agreement"])
+    logger.info("int8 full quantization: drop %.2f pts, agreement %.4f",
+                first["accuracy_drop_points"], first["agreement"])
     if record["passed"]:
         return record
 
@@ -133,7 +136,8 @@ def search(
     try:
         copy_companions(parent_dir, work)
         ranked = rank_sensitivity(parent_dir, work, groups, base_excluded, requantize, score, record)
-        try_keeping_layers_fp32(parent_dir, int8_dir, work, groups, ranked, base_excluded, requantize, score, fcfg, record)
+        try_keeping_layers_fp32(parent_dir, int8_dir, work, groups, ranked, base_excluded, requantize, score, fcfg,
+                                record)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return record
@@ -142,7 +146,7 @@ def search(
 def rank_sensitivity(parent_dir: Path, work: Path, groups: dict, base_excluded: list, requantize: Requantize, score,
                      record: dict) -> list[str]:
     """Layer groups, most sensitive first: each quantized alone, ranked by the mean |Δlogit| it alone costs."""
-    for name, nodes in groups.items():
+    for name in groups:
         others = [n for other, ns in groups.items() if other != name for n in ns]
         requantize(parent_dir / "model.onnx", work / "model.onnx", base_excluded + others)
         record["sensitivity"][name] = score(work)["mean_abs_logit_diff"]
@@ -151,7 +155,8 @@ def rank_sensitivity(parent_dir: Path, work: Path, groups: dict, base_excluded: 
 
 
 def try_keeping_layers_fp32(parent_dir: Path, int8_dir: Path, work: Path, groups: dict, ranked: list[str],
-                            base_excluded: list, requantize: Requantize, score, fcfg: FallbackOptions, record: dict) -> None:
+                            base_excluded: list, requantize: Requantize, score, fcfg: FallbackOptions,
+                            record: dict) -> None:
     """Keep the k most sensitive groups FP32, k = 1, 2, ...: the first try within the bounds (else the one with the
     best agreement) replaces ``int8_dir/model.onnx``; every try is recorded."""
     best = record["tries"][0]
@@ -160,9 +165,10 @@ def try_keeping_layers_fp32(parent_dir: Path, int8_dir: Path, work: Path, groups
         excluded = base_excluded + [n for g in keep_fp32 for n in groups[g]]
         requantize(parent_dir / "model.onnx", work / "model.onnx", excluded)
         result = score(work)
-        record["tries"].append({"excluded_layers": keep_fp32, "reason": f"the {k} most sensitive layer(s) kept in FP32", **result})
-        logger.info("fallback try %d (FP32: %s): drop %.2f pts, agreement %.4f", k, keep_fp32, result["accuracy_drop_points"],
-                    result["agreement"])
+        reason = f"the {k} most sensitive layer(s) kept in FP32"
+        record["tries"].append({"excluded_layers": keep_fp32, "reason": reason, **result})
+        logger.info("fallback try %d (FP32: %s): drop %.2f pts, agreement %.4f", k, keep_fp32,
+                    result["accuracy_drop_points"], result["agreement"])
         if _passes(result, fcfg) or result["agreement"] > best["agreement"]:
             best = result
             shutil.copyfile(work / "model.onnx", Path(int8_dir) / "model.onnx")

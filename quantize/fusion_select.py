@@ -55,7 +55,8 @@ def round_ratios(latency: dict, candidate: str, reference: str) -> list[float]:
     rounds = min(len(latency[candidate][p]["rounds_p50"]) for p in points)
     ratios = []
     for r in range(rounds):
-        logs = [math.log(latency[candidate][p]["rounds_p50"][r] / latency[reference][p]["rounds_p50"][r]) for p in points]
+        logs = [math.log(latency[candidate][p]["rounds_p50"][r] / latency[reference][p]["rounds_p50"][r])
+                for p in points]
         ratios.append(math.exp(sum(logs) / len(logs)))
     return ratios
 
@@ -85,7 +86,8 @@ def measure_graphs(graphs: dict[str, Path], tokenizer_dir: Path, texts: Sequence
     from structbert_lite.measure.contenders import ContenderSpec
     from structbert_lite.measure.plan import MeasurePlan
 
-    specs = [ContenderSpec(name, "onnxruntime", str(path), tokenizer_dir=str(tokenizer_dir)) for name, path in graphs.items()]
+    specs = [ContenderSpec(name, "onnxruntime", str(path), tokenizer_dir=str(tokenizer_dir))
+             for name, path in graphs.items()]
     plan = MeasurePlan(threads=threads, max_length=max_length, latency_grid=tuple(grid), rounds=rounds,
                        throughput_rounds="none", warmup_runs=2, min_repeats=5, max_repeats=30, point_budget_s=1.0)
     measured = runner.measure_contenders(specs, list(texts)[:8] or ["测试"], plan, work)
@@ -93,7 +95,8 @@ def measure_graphs(graphs: dict[str, Path], tokenizer_dir: Path, texts: Sequence
     if failed:
         from structbert_lite.errors import StructbertLiteError
 
-        raise StructbertLiteError(f"fusion selection: timing failed for {failed}; set the fuse step's keep: all to skip it")
+        raise StructbertLiteError(
+            f"fusion selection: timing failed for {failed}; set the fuse step's keep: all to skip it")
     latency = {n: c["latency"] for n, c in measured.contenders.items()}
     loads = [entry[0] for entry in measured.load_before if entry]
     notes = {

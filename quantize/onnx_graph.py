@@ -12,6 +12,7 @@ from structbert_lite.errors import ModelFileError
 def load_onnx(path: Path):
     """``onnx.load`` with a clear error for a missing, truncated or corrupt file."""
     import onnx
+    from google.protobuf.message import DecodeError
 
     path = Path(path)
     if not path.is_file():
@@ -19,9 +20,10 @@ def load_onnx(path: Path):
     try:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
-    except Exception as exc:  # DecodeError, ValidationError, OSError...
+    except (DecodeError, onnx.checker.ValidationError, OSError) as exc:  # garbage, a bad graph, external data
         raise ModelFileError(
-            f"{path} is not a valid ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+            f"{path} is not a valid ONNX model "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
             "the file is truncated or corrupt: re-export it (structbert-lite run)"
         ) from None
     return model

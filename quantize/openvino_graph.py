@@ -45,7 +45,8 @@ def group_of(name: str) -> str:
 
 
 def weight_constant(matmul) -> Optional[object]:
-    """The Constant feeding a MatMul's second input through decompression/layout ops, or None (activation x activation)."""
+    """The Constant feeding a MatMul's second input through decompression/layout ops, or None (activation x
+    activation)."""
     node = matmul.input_value(1).get_node()
     while node.get_type_name() in _WEIGHT_PATH_OPS and node.get_input_size() > 0:
         node = node.input_value(0).get_node()
@@ -80,7 +81,8 @@ def layer_names(model) -> dict[str, list[str]]:
 def unquantized_ops(model) -> list[str]:
     """Names of the weight MatMuls that are not fully int8 in ``model`` (int8 weights and a FakeQuantize input)."""
     return sorted(
-        m["name"] for ops in weight_matmuls(model).values() for m in ops if not (m["int8_weights"] and m["quantized_input"])
+        m["name"] for ops in weight_matmuls(model).values() for m in ops
+        if not (m["int8_weights"] and m["quantized_input"])
     )
 
 

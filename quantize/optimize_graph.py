@@ -43,7 +43,8 @@ PARITY_LENGTHS = (8, 32, 128)
 
 
 class Options(StepOptions):
-    opt_level: Int = Field(1, ge=0, le=2, description="onnxruntime graph optimization level applied by the optimizer (0-2)")
+    opt_level: Int = Field(1, ge=0, le=2,
+                           description="onnxruntime graph optimization level applied by the optimizer (0-2)")
     enable_gelu: Bool = Field(True, description="fuse Gelu")
     enable_layer_norm: Bool = Field(True, description="fuse LayerNormalization")
     enable_attention: Bool = Field(True, description="fuse multi-head attention into Attention")
@@ -55,7 +56,8 @@ class Options(StepOptions):
     require_fusions: Bool = Field(True, description="fail when Attention/SkipLayerNorm/Gelu fusions are missing")
     parity_tolerance: float = Field(1e-3, gt=0, description="max abs logit diff allowed vs the parent graph")
     keep: Literal["all", "faster"] = Field(
-        "all", description="all: every enabled fusion; faster: only the groups that make this model faster on this CPU (timed)"
+        "all",
+        description="all: every enabled fusion; faster: only the groups that make this model faster on this CPU (timed)"
     )
     required_fusions: list[Literal["attention", "skip_layer_norm", "gelu", "embed_layer_norm", "layer_norm"]] = Field(
         ["attention", "embed_layer_norm"],
@@ -65,7 +67,9 @@ class Options(StepOptions):
         [(1, 32), (1, 128), (8, 64)], min_length=1, description="(batch, tokens) points timed by keep: faster"
     )
     selection_rounds: Int = Field(3, ge=1, le=20, description="fresh-process rounds per graph for keep: faster")
-    min_gain: float = Field(0.03, ge=0, lt=1, description="a group is dropped only if the graph is this much faster without it in every round")
+    min_gain: float = Field(
+        0.03, ge=0, lt=1,
+        description="a group is dropped only if the graph is this much faster without it in every round")
 
 
 def check_fusions(counts: dict[str, int], num_layers: int, opt) -> dict[str, dict]:
@@ -93,8 +97,8 @@ def check_fusions(counts: dict[str, int], num_layers: int, opt) -> dict[str, dic
         detail = ", ".join(f"{k}: found {v['found']}, expected {v['expected']}" for k, v in missing.items())
         raise GraphStructureError(
             f"onnxruntime's transformer optimizer did not fuse the graph as expected ({detail}). The export "
-            "must come from torch.onnx.export(dynamo=False) of a BERT model; set the fuse step's require_fusions: false "
-            "only to inspect the graph, never to publish it."
+            "must come from torch.onnx.export(dynamo=False) of a BERT model; set the fuse step's "
+            "require_fusions: false only to inspect the graph, never to publish it."
         )
     return report
 
@@ -142,7 +146,8 @@ def run(parent: Artifact, options: Options, ctx: StepContext) -> Artifact:
     if options.keep == "faster":
         selection = fusion_select.select_fusions(
             parent.model_path, options,
-            lambda path, flags: optimize_bert(parent.model_path, path, num_heads, hidden, options.model_copy(update=flags)),
+            lambda path, flags: optimize_bert(parent.model_path, path, num_heads, hidden,
+                                              options.model_copy(update=flags)),
             parent.path, ctx.calibration_texts, ctx.threads, ctx.max_length, out_dir / ".fusion-select",
         )
         shutil.rmtree(out_dir / ".fusion-select", ignore_errors=True)

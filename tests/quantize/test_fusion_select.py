@@ -25,7 +25,8 @@ def test_a_group_is_dropped_only_when_every_round_is_faster_without_it():
         "all-attention": [[8, 8, 8], [30, 30, 30]],  # faster without, but required
         "all-layer_norm": [[10, 10.1, 9.9], [40, 40, 40]],  # a tie: keep
     })
-    decisions = fusion_select.decide(measured, ["gelu", "skip_layer_norm", "attention", "layer_norm"], ["attention"], 0.03)
+    groups = ["gelu", "skip_layer_norm", "attention", "layer_norm"]
+    decisions = fusion_select.decide(measured, groups, ["attention"], 0.03)
     assert decisions["gelu"]["kept"] is False and decisions["gelu"]["time_without_over_with"][0] < 0.97
     assert decisions["skip_layer_norm"]["kept"] is True
     assert decisions["attention"] == {"kept": True, "reason": "required (timing alone would drop it)",
@@ -47,12 +48,14 @@ def test_options_name_known_groups():
 
 
 def test_fuse_step_times_the_groups_and_records_the_decision(tmp_path):
-    loaded = load_classifier(save_checkpoint(tiny_model(layers=2, hidden=64, heads=2, seed=3), TINY_VOCAB, tmp_path / "ckpt"))
+    model = tiny_model(layers=2, hidden=64, heads=2, seed=3)
+    loaded = load_classifier(save_checkpoint(model, TINY_VOCAB, tmp_path / "ckpt"))
     options = {  # two groups (one required) keep the test to 4 graphs x 1 round
         "keep": "faster", "selection_rounds": 1, "selection_grid": [[1, 16]], "required_fusions": ["attention"],
         "enable_skip_layer_norm": False, "enable_layer_norm": False, "enable_embed_layer_norm": False,
     }
-    built = run_steps(tmp_path, loaded, [("fp32", "export", {}), ("fp32-optimized", "fuse", options)], texts=list(PARITY_SENTENCES))
+    built = run_steps(tmp_path, loaded, [("fp32", "export", {}), ("fp32-optimized", "fuse", options)],
+                      texts=list(PARITY_SENTENCES))
     fuse = built["fp32-optimized"].meta["fuse"]
     selection = fuse["selection"]
     assert set(selection["median_ms"]) == {"parent", "all", "all-attention", "all-gelu"}

@@ -48,7 +48,8 @@ def fp32_ir(chain):
 def test_step_makes_a_checked_int8_ir(chain):
     _, _, fp32, int8 = chain
     assert int8.format == "openvino" and int8.meta["engine"] == "openvino"
-    assert {MODEL_XML, MODEL_BIN, "config.json", "tokenizer.json", "tokenizer_config.json"} <= {p.name for p in int8.path.iterdir()}
+    wanted = {MODEL_XML, MODEL_BIN, "config.json", "tokenizer.json", "tokenizer_config.json"}
+    assert wanted <= {p.name for p in int8.path.iterdir()}
     assert not (int8.path / "model.onnx").exists()
     meta = int8.meta["openvino"]
     assert meta["versions"]["nncf"] and meta["versions"]["openvino"].startswith(ov.__version__.split("-")[0])
@@ -103,7 +104,7 @@ def test_loads_with_plain_openvino_and_optimum_intel(chain):
 
     compiled = core.compile_model(core.read_model(str(int8.path / MODEL_XML)), "CPU")
     tokenizer = Tokenizer.from_file(str(int8.path / "tokenizer.json"))
-    for text, row in zip(texts, expected):
+    for text, row in zip(texts, expected, strict=True):
         enc = tokenizer.encode(text)
         feed = {"input_ids": [enc.ids], "attention_mask": [enc.attention_mask], "token_type_ids": [enc.type_ids]}
         np.testing.assert_allclose(compiled(feed)[0][0], row, atol=1e-4)
@@ -113,7 +114,7 @@ def test_loads_with_plain_openvino_and_optimum_intel(chain):
 
     model = optimum_intel.OVModelForSequenceClassification.from_pretrained(int8.path, compile=True)
     hf_tok = AutoTokenizer.from_pretrained(int8.path)
-    for text, row in zip(texts, expected):
+    for text, row in zip(texts, expected, strict=True):
         out = model(**hf_tok(text, return_tensors="np"))
         np.testing.assert_allclose(np.asarray(out.logits)[0], row, atol=1e-4)
 
@@ -172,7 +173,8 @@ def _int8(sensitive, name: str, fallback: dict, **options):
     work, loaded, fp32, labels = sensitive
     ctx = step_context(work, loaded, name=name, texts=TEXTS, labels=labels)
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
-    options = step_options("openvino-int8", {"calibration_rows": 16, "fallback": {**BOUNDS, **fallback}, **options}, name)
+    options = step_options("openvino-int8", {"calibration_rows": 16, "fallback": {**BOUNDS, **fallback}, **options},
+                           name)
     return openvino_int8.run(fp32, options, ctx)
 
 

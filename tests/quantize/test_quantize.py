@@ -92,7 +92,8 @@ def test_preset_for_cpu_flags(flags, isa, reduce_range):
 
 def test_named_presets_and_missing_flags():
     assert choose_preset("avx512_vnni").reduce_range is False
-    assert missing_cpu_flags(choose_preset("avx512").required_cpu_flags, frozenset({"avx2", "fma"})) == ["avx512f", "avx512bw"]
+    missing = missing_cpu_flags(choose_preset("avx512").required_cpu_flags, frozenset({"avx2", "fma"}))
+    assert missing == ["avx512f", "avx512bw"]
     with pytest.raises(ValueError, match="unknown quantization preset"):
         choose_preset("sse2")
 
