@@ -200,7 +200,8 @@ class OutputSet:
         """Refuse an ``OUT`` this run must not write (one line naming the set it would damage); changes nothing."""
         if self.out.is_symlink():
             target = os.readlink(self.out)
-            if Path(target).is_absolute() or Path(os.path.normpath(os.path.join(self.out.parent, target))).parent != self.root:
+            resolved = Path(os.path.normpath(os.path.join(self.out.parent, target)))
+            if Path(target).is_absolute() or resolved.parent != self.root:
                 raise ArtifactError(
                     f"{self.out} is a symlink to {target}, not to one of its runs in {self.root}: "
                     "remove it or choose another --out"
@@ -231,7 +232,8 @@ class OutputSet:
         entries = list(self.out.iterdir())
         if not entries:
             return
-        known = any((p / MANIFEST_NAME).is_file() for p in entries if p.is_dir()) or (self.out / "report.json").is_file()
+        known = (any((p / MANIFEST_NAME).is_file() for p in entries if p.is_dir())
+                 or (self.out / "report.json").is_file())
         if not known:
             raise ArtifactError(
                 f"output folder {self.out} exists and holds files that are not a structbert-lite output set: "
@@ -274,7 +276,8 @@ class OutputSet:
 
     def _prune_old_runs(self) -> None:
         runs = sorted(
-            (p for p in self.root.iterdir() if RUN_ID.match(p.name) and (p / RUN_MANIFEST).is_file() and p != self.run_dir),
+            (p for p in self.root.iterdir()
+             if RUN_ID.match(p.name) and (p / RUN_MANIFEST).is_file() and p != self.run_dir),
             key=lambda p: p.name,
         )
         for old in runs[: max(0, len(runs) - (self.keep_runs - 1))]:

@@ -88,7 +88,7 @@ def write_reports(output: OutputSet, report: dict) -> dict[str, str]:
     try:
         files.append(plot_latency(report, run_dir / PLOT_PNG))
         plot = PLOT_PNG
-    except Exception as exc:  # a missing font or backend must not hide the verdict; say so
+    except Exception as exc:  # noqa: BLE001 - a missing font or backend must not hide the verdict; say so
         logger.warning("could not draw %s: %s", PLOT_PNG, exc)
         plot = None
     files.append(write_report_md(report, run_dir / REPORT_MD, plot))
@@ -104,7 +104,8 @@ def write_run_manifest(output: OutputSet, report: dict, reports: dict[str, str])
             published[entry["name"]] = {"manifest_sha256": sha256_file(folder / MANIFEST_NAME)}
         else:
             failed[entry["name"]] = "; ".join(
-                c.get("detail") or f"{c['name']} {c['value']} vs {c['limit']}" for c in entry["gate"]["checks"] if not c["passed"]
+                c.get("detail") or f"{c['name']} {c['value']} vs {c['limit']}"
+                for c in entry["gate"]["checks"] if not c["passed"]
             ) or "not published"
     manifest = {
         "schema": RUN_MANIFEST_SCHEMA, "name": report["name"], "run": output.run_dir.name, "created_at": utc_now(),

@@ -39,7 +39,8 @@ def variant_folders(root: Path) -> list[Path]:
         return [root]
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_NAME).is_file())
+    return sorted(p for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST_NAME).is_file())
 
 
 def _published_files(root: Path) -> list[Path]:
@@ -110,7 +111,8 @@ def _read_run_manifest(root: Path) -> tuple[dict, list[str]]:
     if not isinstance(manifest, dict) or not isinstance(manifest.get("variants"), dict):
         return {}, [f"{RUN_MANIFEST} is not a run manifest"]
     if manifest.get("manifest_digest") != content_digest(manifest):
-        return manifest, [f"{RUN_MANIFEST} was edited after publishing (its content does not match its manifest_digest)"]
+        return manifest, [
+            f"{RUN_MANIFEST} was edited after publishing (its content does not match its manifest_digest)"]
     return manifest, []
 
 
@@ -182,7 +184,8 @@ def verify_command(folder: Path, stream: TextIO | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m structbert_lite.publish.verify", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m structbert_lite.publish.verify",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="a variant folder or a folder holding several")
     parser.add_argument("--write-sha256sums", action="store_true", help="first write FOLDER/SHA256SUMS")
     args = parser.parse_args(argv)

@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     eval_csv = write_eval_csv(work / "eval.csv", TEXTS, self_labels(checkpoint, TEXTS, max_length=64))
     config = tiny_config(work, {"max_size_mb": 5})
     out = work / "out"
-    command = CLI + ["run", "--config", config, "--model", str(checkpoint), "--eval", str(eval_csv), "--out", str(out), "--quiet"]
+    command = CLI + ["run", "--config", config, "--model", str(checkpoint), "--eval", str(eval_csv),
+                     "--out", str(out), "--quiet"]
     started = time.monotonic()
     first = subprocess.run(command, capture_output=True, text=True)
     full_run_s = time.monotonic() - started

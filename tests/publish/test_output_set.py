@@ -59,7 +59,8 @@ FAKE_RUN = textwrap.dedent(
 
 
 def fake_run(out: Path, tag: str, pause: float = 0.0, wait: bool = True) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", FAKE_RUN, str(out), tag, str(pause)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", FAKE_RUN, str(out), tag, str(pause)],
+                            stdout=subprocess.PIPE, text=True)
     if wait:
         assert proc.wait(timeout=60) == 0
     return proc
@@ -130,7 +131,8 @@ def test_a_failed_run_keeps_the_published_set(tmp_path):
             (output.work / "fp32").mkdir()
             raise RuntimeError("boom")
     assert set_tags(out) == {"A"}
-    assert sorted(p.name for p in runs_root(out).iterdir() if not p.name.startswith(".")) == [os.readlink(out).split("/")[-1]]
+    runs = sorted(p.name for p in runs_root(out).iterdir() if not p.name.startswith("."))
+    assert runs == [os.readlink(out).split("/")[-1]]
 
 
 def test_switch_refuses_a_set_without_run_manifest(tmp_path):
@@ -205,7 +207,8 @@ def test_an_out_inside_a_published_set_is_refused_and_changes_nothing(tmp_path, 
     run = out.resolve()
     target = {
         "run folder": run, "variant/sub": out / "int8-dynamic" / "sub", "set/newset": out / "newset",
-        "variant": out / "int8-dynamic", "runs root": runs_root(out) / "other", "checkpoint/x": out / "checkpoint" / "x",
+        "variant": out / "int8-dynamic", "runs root": runs_root(out) / "other",
+        "checkpoint/x": out / "checkpoint" / "x",
     }[where]
     before = _set_state(out)
     with pytest.raises(ArtifactError, match=f"would damage it.*|{out}") as caught:

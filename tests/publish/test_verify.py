@@ -46,7 +46,8 @@ def test_folders_without_a_run_manifest_are_not_a_set(published):
 
 def test_an_edited_manifest_is_caught(published):
     path = published / "fp32" / "manifest.json"
-    path.write_text(path.read_text(encoding="utf-8").replace('"variant": "fp32"', '"variant": "fp33"'), encoding="utf-8")
+    edited = path.read_text(encoding="utf-8").replace('"variant": "fp32"', '"variant": "fp33"')
+    path.write_text(edited, encoding="utf-8")
     code, text = run_verify(published / "fp32")
     assert code == 1 and "manifest.json was edited after publishing" in text
 
@@ -81,7 +82,7 @@ def test_not_a_variant_folder(tmp_path, setup, message):
 def test_sha256sums_matches_sha256sum_and_catches_changes(published):
     path = write_sha256sums(published)
     lines = path.read_text(encoding="utf-8").splitlines()
-    assert any(line.endswith("  fp32/model.onnx") for line in lines) and any("report.json" in l for l in lines)
+    assert any(line.endswith("  fp32/model.onnx") for line in lines) and any("report.json" in line for line in lines)
     assert subprocess.run(["sha256sum", "--check", "--quiet", "SHA256SUMS"], cwd=published).returncode == 0
     from structbert_lite.publish.verify import check_sha256sums
 
