@@ -22,7 +22,8 @@ def _ratio(teacher: Optional[float], student: Optional[float]) -> Optional[float
     return teacher / student if teacher and student else None
 
 
-def compare(report: dict, student: str, teacher: str, min_speedup: float, max_drop: float, min_agreement: float) -> dict:
+def compare(report: dict, student: str, teacher: str, min_speedup: float, max_drop: float,
+            min_agreement: float) -> dict:
     """{"checks": [{name, student, teacher, value, limit, passed}], "speed_verified": bool}."""
     entries = {v["name"]: v for v in report.get("variants", [])}
     missing = [n for n in (student, teacher) if not (entries.get(n) or {}).get("metrics")]
@@ -65,7 +66,8 @@ def format_comparison(result: dict) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m structbert_lite.train.compare_student", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m structbert_lite.train.compare_student",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="a run's output folder (holds report.json)")
     parser.add_argument("--student", default="student-int8")
     parser.add_argument("--teacher", default="int8-dynamic")

@@ -9,7 +9,8 @@ CURVE_NAME = "training-curve.png"
 
 
 def plot_training_curve(
-    history: list[dict], path: Path, title: str, best_epoch: Optional[int] = None, accuracy_label: str = "held-out accuracy"
+    history: list[dict], path: Path, title: str, best_epoch: Optional[int] = None,
+    accuracy_label: str = "held-out accuracy",
 ) -> Path:
     """Write the curve of ``history`` (trainer epoch records) to ``path`` (temp file + rename); ``accuracy_label``
     names what the trainer's held-out accuracy measured (the distilled student: agreement with the teacher)."""
@@ -31,7 +32,7 @@ def plot_training_curve(
     held = [(rec["epoch"], rec["heldout_accuracy"]) for rec in history if rec.get("heldout_accuracy") is not None]
     if held:
         acc_ax = loss_ax.twinx()
-        epochs, accs = zip(*held)
+        epochs, accs = zip(*held, strict=True)
         acc_ax.plot(epochs, accs, color="tab:orange", marker="o", label=accuracy_label)
         acc_ax.set_ylabel(accuracy_label, color="tab:orange")
         acc_ax.margins(y=0.2)  # room for the "best" label above the highest point

@@ -76,7 +76,8 @@ def _require_columns(source: str, what: str, columns: list[str], wanted: list[st
     if missing:
         raise TrainDataError(
             f"{what} data {source} has no column(s) {missing}; available: {columns}. "
-            "Name the right ones with --text-column/--label-column (config: finetune.text_column, finetune.label_column)"
+            "Name the right ones with --text-column/--label-column "
+            "(config: finetune.text_column, finetune.label_column)"
         )
 
 
@@ -137,7 +138,7 @@ def read_labelled(
 def deduplicate(data: LabelledSet) -> LabelledSet:
     """One row per text, first occurrence kept; texts seen with two different labels are dropped."""
     seen: dict[str, set[int]] = collections.defaultdict(set)
-    for text, label in zip(data.texts, data.labels):
+    for text, label in zip(data.texts, data.labels, strict=True):
         seen[text].add(label)
     conflicting = {text for text, labels in seen.items() if len(labels) > 1}
     kept, done = [], set()
@@ -156,16 +157,6 @@ def deduplicate(data: LabelledSet) -> LabelledSet:
     out = data.subset(kept)
     out.account.update(duplicates=duplicates, conflicting=len(conflicting))
     return out
-
-
-def read_texts(source: str, text_column: str, *, what: str = "unlabelled") -> list[str]:
-    """Distinct non-empty texts of ``source`` in file order (for a teacher to label)."""
-    columns, rows, _ = read_rows(source, what)
-    _require_columns(source, what, columns, [text_column])
-    texts = [row[text_column].strip() for row in rows if not eval_data.is_empty_text(row.get(text_column))]
-    if not texts:
-        raise TrainDataError(f"{what} data {source} has no non-empty text in column {text_column!r}")
-    return list(dict.fromkeys(texts))
 
 
 def split_heldout(data: LabelledSet, share: float, seed: int) -> tuple[LabelledSet, LabelledSet]:

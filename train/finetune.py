@@ -138,7 +138,7 @@ def source_configuration(checkpoint_dir: Path) -> Optional[dict]:
 
 def write_labelled_jsonl(path: Path, data: LabelledSet, id2label) -> None:
     with open(path, "w", encoding="utf-8") as fh:
-        for text, label in zip(data.texts, data.labels):
+        for text, label in zip(data.texts, data.labels, strict=True):
             fh.write(json.dumps({"text": text, "label": id2label[label]}, ensure_ascii=False) + "\n")
 
 
@@ -265,5 +265,6 @@ def summarize(result: FinetuneResult) -> str:
             f"{a['precision']:.2%} ({a['support']} texts)"
         )
     lines.append(f"Checkpoint: {result.out_dir} (training.json, training-curve.png, heldout.jsonl)")
-    lines.append(f"Convert, gate and publish it: structbert-lite run --config CONFIG --model {result.out_dir} [--eval FILE]")
+    lines.append(
+        f"Convert, gate and publish it: structbert-lite run --config CONFIG --model {result.out_dir} [--eval FILE]")
     return "\n".join(lines)

@@ -16,8 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from structbert_lite.config import format_validation_errors
 from structbert_lite.errors import ConfigError
 
-SECTION = "finetune"
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -29,7 +27,8 @@ class TrainSettings(_Strict):
     epochs: int = Field(4, ge=1, le=100, description="maximum training epochs")
     batch_size: int = Field(16, ge=1, le=1024, description="texts per optimizer step")
     learning_rate: float = Field(3e-5, gt=0, lt=1, description="AdamW peak learning rate")
-    weight_decay: float = Field(0.01, ge=0, lt=1, description="AdamW weight decay (not applied to biases and LayerNorm)")
+    weight_decay: float = Field(0.01, ge=0, lt=1,
+                                description="AdamW weight decay (not applied to biases and LayerNorm)")
     warmup_share: float = Field(0.1, ge=0, le=0.5, description="share of all steps spent warming the learning rate up")
     max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping norm")
     max_length: int = Field(128, ge=8, le=512, description="truncation length in tokens, training and held-out")
@@ -55,9 +54,12 @@ class FinetuneSettings(TrainSettings):
     heldout_share: float = Field(
         0.1, gt=0, lt=0.5, description="share of --train held out for early stopping when no --eval is given"
     )
-    min_rows_per_class: int = Field(20, ge=1, description="refuse to train when a class has fewer training rows than this")
+    min_rows_per_class: int = Field(
+        20, ge=1, description="refuse to train when a class has fewer training rows than this"
+    )
     max_overlap_share: float = Field(
-        0.05, ge=0, le=1, description="refuse when more than this share of training texts is also in --eval (fewer: dropped)"
+        0.05, ge=0, le=1,
+        description="refuse when more than this share of training texts is also in --eval (fewer: dropped)",
     )
 
 
@@ -70,7 +72,8 @@ def parse_finetune_settings(data: object, origin: str = "<dict>") -> FinetuneSet
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"invalid finetune config {origin}: the top level must be a mapping with a 'finetune:' section")
+        raise ConfigError(
+            f"invalid finetune config {origin}: the top level must be a mapping with a 'finetune:' section")
     try:
         return _FinetuneFile.model_validate(data).finetune
     except ValidationError as exc:

@@ -33,7 +33,8 @@ BATCH_SIZE = 32
 KEY_FORMAT = 1
 
 
-def pick_teacher(variant_name: Optional[str], parent: Artifact, artifacts: dict, is_source: bool) -> tuple[Optional[Artifact], str]:
+def pick_teacher(variant_name: Optional[str], parent: Artifact, artifacts: dict,
+                 is_source: bool) -> tuple[Optional[Artifact], str]:
     """(the variant that scores the teacher, or None for PyTorch; why). Refuses an unfaithful variant."""
     if not variant_name:
         return None, "teacher_variant: null"
@@ -45,10 +46,12 @@ def pick_teacher(variant_name: Optional[str], parent: Artifact, artifacts: dict,
                        "(list it before the distill step for a faster run)", variant_name)
         return None, f"variant {variant_name} was not built before this step"
     if "distill" in made.meta:
-        raise ConfigError(f"distill: teacher_variant {variant_name} is made from a distilled student, not from the teacher")
+        raise ConfigError(
+            f"distill: teacher_variant {variant_name} is made from a distilled student, not from the teacher")
     if "quantization" in made.meta or made.format not in ("onnx", "openvino"):
         raise ConfigError(
-            f"distill: teacher_variant {variant_name} is {'quantized' if 'quantization' in made.meta else made.format}: "
+            f"distill: teacher_variant {variant_name} is "
+            f"{'quantized' if 'quantization' in made.meta else made.format}: "
             "its logits are not the teacher's; name an FP32 variant (fp32, fp32-optimized) or null for PyTorch"
         )
     return made, f"variant {variant_name}"

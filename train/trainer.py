@@ -140,7 +140,8 @@ def accuracy(logits: np.ndarray, labels) -> float:
     return float((logits.argmax(-1)[known] == labels[known]).mean()) if known.any() else 0.0
 
 
-def fingerprint_of(settings: TrainSettings, train_set: EncodedSet, heldout: Optional[EncodedSet], model, extra: str) -> str:
+def fingerprint_of(settings: TrainSettings, train_set: EncodedSet, heldout: Optional[EncodedSet], model,
+                   extra: str) -> str:
     """What a saved state must match to be resumed: settings (bar threads/device), data, model shape, ``extra``."""
     digest = hashlib.sha256()
     digest.update(json.dumps(settings.model_dump(mode="json", exclude={"threads", "device"}), sort_keys=True).encode())
@@ -249,9 +250,10 @@ def train(
     if best_weights is not None:
         model.load_state_dict(best_weights)
     model.to("cpu").eval()
-    return TrainResult(history=record["history"], best_epoch=record["best_epoch"], best_accuracy=record["best_accuracy"],
-                       stopped_early=record["stopped"], resumed_from=resumed_from,
-                       seconds=round(time.perf_counter() - started, 1), device=str(device), trainable_parameters=trainable)
+    return TrainResult(history=record["history"], best_epoch=record["best_epoch"],
+                       best_accuracy=record["best_accuracy"], stopped_early=record["stopped"],
+                       resumed_from=resumed_from, seconds=round(time.perf_counter() - started, 1), device=str(device),
+                       trainable_parameters=trainable)
 
 
 def _close_epoch(model, heldout, settings: TrainSettings, device, record: dict, epoch_record: dict) -> Optional[dict]:
@@ -259,7 +261,8 @@ def _close_epoch(model, heldout, settings: TrainSettings, device, record: dict, 
     epoch = epoch_record["epoch"]
     acc = None
     if heldout is not None:
-        acc = accuracy(predict_logits(model, heldout, settings.eval_batch_size, device), heldout.fields["labels"].numpy())
+        logits = predict_logits(model, heldout, settings.eval_batch_size, device)
+        acc = accuracy(logits, heldout.fields["labels"].numpy())
     epoch_record["heldout_accuracy"] = acc
     improved = _improved(record, acc, settings)
     weights = None

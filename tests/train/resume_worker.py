@@ -58,7 +58,8 @@ if __name__ == "__main__":
     import torch
 
     args = sys.argv[1:]
-    hang_after, marker = (int(args[3]), Path(args[4])) if len(args) > 2 and args[2] == "--hang-after-epoch" else (None, None)
+    hangs = len(args) > 2 and args[2] == "--hang-after-epoch"
+    hang_after, marker = (int(args[3]), Path(args[4])) if hangs else (None, None)
     model, result = run(Path(args[0]), hang_after, marker)
     torch.save(model.state_dict(), args[1])
     print(f"resumed_from={result.resumed_from}")

@@ -19,7 +19,8 @@ def write_vocab(path: Path) -> Path:
     return path
 
 
-def make_reviews(per_class: int, seed: int = 0, positive: str = "正面", negative: str = "负面") -> list[tuple[str, str]]:
+def make_reviews(per_class: int, seed: int = 0, positive: str = "正面",
+                 negative: str = "负面") -> list[tuple[str, str]]:
     """``per_class`` distinct texts of each class, labelled ``positive``/``negative``, shuffled with ``seed``."""
     rng = random.Random(seed)
     rows, seen = [], set()

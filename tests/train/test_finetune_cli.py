@@ -91,14 +91,16 @@ REFUSALS = [  # id, train rows, eval rows (None: none), the train file's label c
 ]
 
 
-@pytest.mark.parametrize("rows, eval_rows, label_column, message", [r[1:] for r in REFUSALS], ids=[r[0] for r in REFUSALS])
+@pytest.mark.parametrize("rows, eval_rows, label_column, message", [r[1:] for r in REFUSALS],
+                         ids=[r[0] for r in REFUSALS])
 def test_refusals_exit_2_with_one_line_and_write_nothing(
     tmp_path, source, config, capsys, rows, eval_rows, label_column, message
 ):
     train = write_table(tmp_path / "train.jsonl", rows, "text", label_column)
     extra = ["--eval", str(write_table(tmp_path / "eval.jsonl", eval_rows))] if eval_rows else []
     out = tmp_path / "tuned"
-    code = main(["finetune", "--model", str(source), "--train", str(train), "--out", str(out), "--config", config, "--quiet", *extra])
+    code = main(["finetune", "--model", str(source), "--train", str(train), "--out", str(out), "--config", config,
+                 "--quiet", *extra])
     err = capsys.readouterr().err.strip()
     assert code == EXIT_ERROR and err.startswith("error: ") and message in err and "\n" not in err, err
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
@@ -109,7 +111,8 @@ def test_an_unrelated_out_folder_is_left_alone(tmp_path, source, config, capsys)
     out.mkdir()
     (out / "notes.txt").write_text("keep me", encoding="utf-8")
     train = write_table(tmp_path / "train.jsonl", make_reviews(30))
-    code = main(["finetune", "--model", str(source), "--train", str(train), "--out", str(out), "--config", config, "--quiet"])
+    code = main(["finetune", "--model", str(source), "--train", str(train), "--out", str(out), "--config", config,
+                 "--quiet"])
     assert code == EXIT_ERROR and "is not a structbert-lite fine-tuned checkpoint" in capsys.readouterr().err
     assert (out / "notes.txt").read_text(encoding="utf-8") == "keep me" and len(list(out.iterdir())) == 1
 

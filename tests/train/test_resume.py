@@ -20,7 +20,8 @@ WORKER = Path(resume_worker.__file__)
 def test_resume_after_sigkill_gives_the_uninterrupted_weights(tmp_path):
     state_dir, marker = tmp_path / "state", tmp_path / "epoch1.saved"
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(state_dir), str(tmp_path / "never.pt"), "--hang-after-epoch", "1", str(marker)],
+        [sys.executable, str(WORKER), str(state_dir), str(tmp_path / "never.pt"), "--hang-after-epoch", "1",
+         str(marker)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     wait_for_file(marker, proc, "finish epoch 1", poll_s=0.2)

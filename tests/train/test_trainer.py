@@ -1,4 +1,5 @@
-"""The shared trainer on tiny models: seeded determinism, early stopping keeps the best epoch, the loss hook, freezing."""
+"""The shared trainer on tiny models: seeded determinism, early stopping keeps the best epoch, the loss hook,
+freezing."""
 
 from __future__ import annotations
 
