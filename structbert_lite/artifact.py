@@ -48,7 +48,8 @@ class Artifact:
     path: Path
     variant: str
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
-    format: str = "onnx"  # "onnx" (model.onnx) | "openvino" (openvino_model.xml/.bin) | "checkpoint" (PyTorch, ModelScope layout)
+    # "onnx" (model.onnx) | "openvino" (openvino_model.xml/.bin) | "checkpoint" (PyTorch, ModelScope layout)
+    format: str = "onnx"
 
     @property
     def model_path(self) -> Path:
@@ -204,7 +205,8 @@ def verify_folder(folder: Path) -> list[str]:
             if rel not in links:
                 problems.append(f"missing file: {rel}")
         elif sha256_file(folder / rel) != digest:
-            problems.append(f"hash mismatch: {rel} (expected {str(digest)[:12]}…, got {sha256_file(folder / rel)[:12]}…)")
+            problems.append(
+                f"hash mismatch: {rel} (expected {str(digest)[:12]}…, got {sha256_file(folder / rel)[:12]}…)")
     for rel in files:
         if rel not in expected and rel != MANIFEST_NAME:
             problems.append(f"unexpected file not in manifest: {rel}")

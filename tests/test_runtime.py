@@ -128,7 +128,8 @@ def test_open_variant_takes_truncation_from_the_manifest_unless_overridden(tmp_p
     from tests.builders import TINY_VOCAB, export_variant, tiny_model
 
     folder = export_variant(tiny_model(), tmp_path / "fp32", TINY_VOCAB)
-    write_manifest(folder, {"name": "t", "variant": "fp32", "config": {"model": {"max_length": 16, "truncation": "head+tail"}}})
+    write_manifest(folder, {"name": "t", "variant": "fp32",
+                            "config": {"model": {"max_length": 16, "truncation": "head+tail"}}})
     classifier = open_variant(folder)
     assert (classifier.truncation, classifier.max_length) == ("head+tail", 16)
     assert isinstance(classifier.tokenizer, HeadTailTokenizer)

@@ -1,13 +1,14 @@
 """What can be measured, and how a fresh worker process loads it (importing only that contender's runtime).
 
-A `ContenderSpec` is plain data (JSON through the worker's job file). Kinds:
+A `ContenderSpec` is plain data (JSON through the worker's job file). Kinds (``path``; loads with; options):
 
-| kind | ``path`` | loads with | options |
-| --- | --- | --- | --- |
-| ``torch`` | checkpoint folder | ``loader`` ("module:function", returns a module or an object with ``.model``) | ``quantize: "dynamic-int8"`` (torch.ao, nn.Linear, qint8, at load) |
-| ``onnxruntime`` | ``.onnx`` file, or a folder with ``model.onnx`` | `runtime.create_session` | — |
-| ``openvino`` | IR ``.xml``, ``.onnx``, or a folder with ``openvino_model.xml`` | ``openvino.Core().compile_model`` on CPU | ``precision``: None (the CPU default: bf16 where the CPU has it) or "f32"/"bf16"; ``performance_hint`` |
-| ``variant`` | a variant folder | `runtime.open_variant` (the engine its manifest names) | ``batch_invariant``: overrides the manifest's (a staged folder has none yet) |
+- ``torch``: a checkpoint folder; ``loader`` ("module:function", returns a module or an object with ``.model``);
+  ``quantize: "dynamic-int8"`` (torch.ao, nn.Linear, qint8, at load).
+- ``onnxruntime``: a ``.onnx`` file, or a folder with ``model.onnx``; `runtime.create_session`.
+- ``openvino``: an IR ``.xml``, a ``.onnx``, or a folder with ``openvino_model.xml``; ``openvino.Core().compile_model``
+  on CPU; ``precision``: None (the CPU default: bf16 where the CPU has it) or "f32"/"bf16"; ``performance_hint``.
+- ``variant``: a variant folder; `runtime.open_variant` (the engine its manifest names); ``batch_invariant``:
+  overrides the manifest's (a staged folder has none yet).
 
 Every kind answers through ``predict(feed) -> logits (batch, labels)`` and uses the tokenizer files of
 ``tokenizer_dir`` (default: the folder of ``path``), so all contenders see byte-identical ids.
@@ -64,7 +65,8 @@ class Loaded:
 
 
 def resolve_callable(spec: str) -> Callable[..., Any]:
-    """``"package.module:attr.attr"`` -> the object (e.g. ``transformers:BertForSequenceClassification.from_pretrained``)."""
+    """``"package.module:attr.attr"`` -> the object
+    (e.g. ``transformers:BertForSequenceClassification.from_pretrained``)."""
     module_name, _, attr_path = str(spec).partition(":")
     if not module_name or not attr_path:
         raise ValueError(f"{spec!r} must look like 'package.module:function'")
@@ -126,7 +128,8 @@ def _load_openvino(spec: ContenderSpec, threads: int) -> tuple[Callable, dict]:
     request = compiled.create_infer_request()
     names = {port.get_any_name() for port in compiled.inputs}
     output = compiled.outputs[0]
-    details = {k: _property_text(compiled.get_property(k)) for k in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS")}
+    details = {k: _property_text(compiled.get_property(k))
+               for k in ("INFERENCE_PRECISION_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS")}
 
     def predict(feed):
         return np.asarray(request.infer({k: v for k, v in feed.items() if k in names})[output])

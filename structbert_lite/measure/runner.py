@@ -214,10 +214,12 @@ def measure_until_trusted(
         attempts.append((measured, verdict))
         if verdict["verified"]:
             break
-        logger.warning("speed attempt %d/%d is not trustworthy: %s", attempt, limits.max_attempts, "; ".join(verdict["reasons"]))
+        logger.warning("speed attempt %d/%d is not trustworthy: %s",
+                       attempt, limits.max_attempts, "; ".join(verdict["reasons"]))
         if attempt < limits.max_attempts:
             time.sleep(limits.backoff_s * attempt)
     best = min(range(len(attempts)), key=lambda i: (len(attempts[i][1]["reasons"]), -i))
     measured, verdict = attempts[best]
-    history = [{"attempt": i + 1, "verified": v["verified"], "reasons": v["reasons"]} for i, (_, v) in enumerate(attempts)]
+    history = [{"attempt": i + 1, "verified": v["verified"], "reasons": v["reasons"]}
+               for i, (_, v) in enumerate(attempts)]
     return measured, {**verdict, "attempts": len(attempts), "kept_attempt": best + 1, "history": history}

@@ -4,14 +4,15 @@ A shared machine turns speed ratios into noise: PyTorch's p50 at 1×32 collapsed
 2 ms, and a gate measured then published int8 speedups of 407x, 888x and 2004x. So a measurement is
 *verified* only when none of these signs of contention shows:
 
-| check | sign | default limit |
-| --- | --- | --- |
-| run-queue wait | our worker's threads waited for a core (``/proc/self/task/*/schedstat``) | > 10% of their runnable time |
-| steal | the hypervisor gave our vCPUs to someone else (``/proc/stat``) | > 10% of machine time |
-| load average | 1-minute load above what our own worker (``threads``) explains | > 0.5 extra per core (median of samples) |
-| baseline spread | the baseline's p95 / p50 at the speedup point | > 1.6 |
-| rounds disagree | a contender's slowest / fastest round p50 at the speedup point | > 1.5 |
-| implausible grid | more work ran faster: a batch of b > 1 texts in less than half the time of fewer texts at the same length, or a longer input in less than half the time of a shorter one | ratio < 0.5 |
+- run-queue wait: our worker's threads waited for a core (``/proc/self/task/*/schedstat``); default limit > 10% of
+  their runnable time
+- steal: the hypervisor gave our vCPUs to someone else (``/proc/stat``); > 10% of machine time
+- load average: 1-minute load above what our own worker (``threads``) explains; > 0.5 extra per core (median of
+  samples)
+- baseline spread: the baseline's p95 / p50 at the speedup point; > 1.6
+- rounds disagree: a contender's slowest / fastest round p50 at the speedup point; > 1.5
+- implausible grid: more work ran faster: a batch of b > 1 texts in less than half the time of fewer texts at the
+  same length, or a longer input in less than half the time of a shorter one; ratio < 0.5
 
 Pure functions over `runner.Measurement`-shaped data, so recorded numbers can be judged in tests.
 """
@@ -94,7 +95,8 @@ def _machine_reasons(measured: Any, limits: TrustLimits, cpus: int) -> tuple[lis
     reasons, record = [], {}
     waits = {n: (e.get("contention") or {}).get("run_queue_wait_share") for n, e in measured.contenders.items()}
     record["run_queue_wait_share"] = waits
-    waited = sorted((share, name) for name, share in waits.items() if share is not None and share > limits.max_run_queue_wait_share)
+    waited = sorted((share, name) for name, share in waits.items()
+                    if share is not None and share > limits.max_run_queue_wait_share)
     if waited:
         worst, name = waited[-1]
         who = name if len(waited) == 1 else f"{len(waited)} of {len(waits)} contenders (worst: {name})"
@@ -103,7 +105,8 @@ def _machine_reasons(measured: Any, limits: TrustLimits, cpus: int) -> tuple[lis
     steals = [(e.get("contention") or {}).get("steal_share") for e in measured.contenders.values()]
     record["steal_share"] = max((s for s in steals if s is not None), default=None)
     if record["steal_share"] is not None and record["steal_share"] > limits.max_steal_share:
-        reasons.append(f"the hypervisor took {record['steal_share']:.0%} of CPU time (steal; limit {limits.max_steal_share:.0%})")
+        reasons.append(f"the hypervisor took {record['steal_share']:.0%} of CPU time "
+                       f"(steal; limit {limits.max_steal_share:.0%})")
     samples = _load_samples(measured)
     record["load_average"] = samples
     excess = excess_load_per_core(samples, measured.plan.threads, cpus)
@@ -126,11 +129,13 @@ def _figure_reasons(measured: Any, baseline: str, point: str, limits: TrustLimit
     else:
         record["baseline_p95_over_p50"] = at_point["p95"] / at_point["p50"]
         if record["baseline_p95_over_p50"] > limits.max_baseline_p95_over_p50:
-            reasons.append(f"{baseline}: p95 / p50 at {point} is {record['baseline_p95_over_p50']:.2f} (limit {limits.max_baseline_p95_over_p50}): its runs were disturbed")
+            reasons.append(f"{baseline}: p95 / p50 at {point} is {record['baseline_p95_over_p50']:.2f} "
+                           f"(limit {limits.max_baseline_p95_over_p50}): its runs were disturbed")
     record["rounds_spread"] = rounds_spread(measured.contenders, point)
     for name, spread in record["rounds_spread"].items():
         if spread is not None and spread > limits.max_round_spread:
-            reasons.append(f"{name}: its rounds disagree at {point} (slowest / fastest p50 = {spread:.2f}, limit {limits.max_round_spread})")
+            reasons.append(f"{name}: its rounds disagree at {point} "
+                           f"(slowest / fastest p50 = {spread:.2f}, limit {limits.max_round_spread})")
     for name, entry in measured.contenders.items():
         reasons += implausible_grid(name, entry.get("latency") or {}, limits.min_work_time_ratio)
     return reasons, record

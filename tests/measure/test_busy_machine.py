@@ -69,7 +69,8 @@ def _schedstat_readable() -> bool:
 
 def test_cpu_burners_are_flagged_or_change_nothing(tiny_pair, texts, tmp_path):
     folder, _ = tiny_pair
-    specs = [ContenderSpec("baseline", "onnxruntime", folder / "model.onnx"), ContenderSpec("candidate", "variant", folder)]
+    specs = [ContenderSpec("baseline", "onnxruntime", folder / "model.onnx"),
+             ContenderSpec("candidate", "variant", folder)]
     cpus = set(sorted(os.sched_getaffinity(0))[:2])
     with pinned(cpus):
         idle_ratio, idle = _measure(specs, texts, tmp_path / "idle", attempts=1)

@@ -43,9 +43,11 @@ def test_each_kind_runs_in_its_own_process_and_computes_the_same_model(tiny_pair
         assert entry["throughput"]["texts_per_s"] > 0 and entry["throughput"]["batch_size"] in (4, 8)
         assert entry["cold_start_s"] > entry["load_s"] > 0
         assert entry["rss_first_answer_mb"] <= entry["peak_rss_mb"]
-        assert entry["contention"]["run_queue_wait_share"] is None or 0 <= entry["contention"]["run_queue_wait_share"] <= 1
+        wait_share = entry["contention"]["run_queue_wait_share"]
+        assert wait_share is None or 0 <= wait_share <= 1
     assert measured.contenders["torch"]["torch_imported"] is True
-    assert measured.contenders["variant"]["torch_imported"] is False and measured.contenders["ort-file"]["torch_imported"] is False
+    assert measured.contenders["variant"]["torch_imported"] is False
+    assert measured.contenders["ort-file"]["torch_imported"] is False
     assert measured.contenders["variant"]["peak_rss_mb"] < 250  # an onnxruntime worker, not the 300 MB ballast
     reference = np.asarray(measured.contenders["torch"]["first_logits"])
     for name in ("variant", "ort-file"):
@@ -97,7 +99,8 @@ def test_openvino_reports_the_precision_it_ran_at(tiny_pair, texts, tmp_path):
 
 def test_summarize_point_takes_the_median_of_each_rounds_percentiles():
     point = runner.summarize_point([[1.0, 2.0, 3.0], [10.0, 10.0, 10.0], [2.0, 2.0, 2.0]])
-    assert point["p50"] == 2.0 and point["rounds_p50"] == [2.0, 10.0, 2.0] and point["samples"] == 9 and point["min"] == 1.0
+    assert point["p50"] == 2.0 and point["rounds_p50"] == [2.0, 10.0, 2.0]
+    assert point["samples"] == 9 and point["min"] == 1.0
 
 
 def test_contender_names_must_be_unique(tmp_path):

@@ -13,7 +13,8 @@ LIMITS = TrustLimits()
 
 
 def _point(p50: float, p95: float | None = None, rounds: tuple = ()) -> dict:
-    return {"p50": p50, "p95": p95 or p50 * 1.1, "p99": (p95 or p50 * 1.1) * 1.05, "rounds_p50": list(rounds or (p50, p50))}
+    return {"p50": p50, "p95": p95 or p50 * 1.1, "p99": (p95 or p50 * 1.1) * 1.05,
+            "rounds_p50": list(rounds or (p50, p50))}
 
 
 def _measured(contenders: dict, load: float = 1.9, wait: float = 0.01, steal: float = 0.0, threads: int = 2):
@@ -22,7 +23,8 @@ def _measured(contenders: dict, load: float = 1.9, wait: float = 0.01, steal: fl
                "load_average_after": [[load, load, load]] * 2}
         for name, grid in contenders.items()
     }
-    return types.SimpleNamespace(plan=MeasurePlan(threads=threads), contenders=entries, load_before=[[load, load, load]])
+    return types.SimpleNamespace(plan=MeasurePlan(threads=threads), contenders=entries,
+                                 load_before=[[load, load, load]])
 
 
 # Recorded on an idle 2-core AMD EPYC (StructBERT-base shape, 2 threads), README "Benchmark" figures.
@@ -74,7 +76,8 @@ def test_a_failed_baseline_is_not_verified():
     measured = _measured({"int8-dynamic": IDLE["int8-dynamic"]})
     measured.contenders["pytorch-fp32"] = {"error": "round 1: worker exited with 1"}
     verdict = assess(measured, "pytorch-fp32", "1x32", LIMITS, cpus=2)
-    assert not verdict["verified"] and "was not measured at 1x32: round 1: worker exited with 1" in verdict["reasons"][0]
+    assert not verdict["verified"]
+    assert "was not measured at 1x32: round 1: worker exited with 1" in verdict["reasons"][0]
 
 
 def test_grid_plausibility_allows_overhead_bound_tiny_models():
