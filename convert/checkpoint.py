@@ -242,12 +242,6 @@ def bert_config(path: Path, raw: dict, id2label: dict[int, str]):
                               f"{type(exc).__name__}: {exc}") from None
 
 
-def read_bert_config(checkpoint_dir: Path):
-    """(BertConfig, id2label, where the labels came from) from config.json (+ label files), checked."""
-    raw, id2label, labels_from = read_checkpoint_config(checkpoint_dir)
-    return bert_config(checkpoint_dir / "config.json", raw, id2label), id2label, labels_from
-
-
 def load_classifier(checkpoint_dir: str | Path) -> LoadedClassifier:
     """Strictly load a ModelScope-layout folder; every tensor must be used and every weight present.
 

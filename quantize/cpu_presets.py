@@ -106,9 +106,3 @@ def choose_preset(name: str = "auto", flags: frozenset[str] | set[str] | None = 
     logger.info("CPU instruction set %s → preset %s (weights %s, reduce_range=%s)",
                 isa, preset.name, preset.weight_type, preset.reduce_range)
     return preset
-
-
-def missing_cpu_flags(required: list[str] | tuple[str, ...], flags: frozenset[str] | None = None) -> list[str]:
-    """Flags a variant was tuned for that this machine lacks (for the load-time warning)."""
-    flags = cpu_flags() if flags is None else flags
-    return [f for f in required if f not in flags]

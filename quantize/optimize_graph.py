@@ -37,7 +37,6 @@ from structbert_lite.steps import StepContext, StepOptions
 
 logger = logging.getLogger(__name__)
 
-GELU_OPS = ("Gelu", "BiasGelu", "FastGelu")
 PARITY_BATCH_SIZES = (1, 4)
 PARITY_LENGTHS = (8, 32, 128)
 

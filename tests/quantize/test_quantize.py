@@ -11,7 +11,7 @@ from structbert_lite.convert.checkpoint import load_classifier, save_checkpoint
 from structbert_lite.errors import GraphStructureError, ModelFileError
 from structbert_lite.parity import PARITY_SENTENCES
 from structbert_lite.quantize import dynamic_int8, optimize_graph
-from structbert_lite.quantize.cpu_presets import choose_preset, detect_isa, missing_cpu_flags
+from structbert_lite.quantize.cpu_presets import choose_preset, detect_isa
 from structbert_lite.quantize.fallback import layer_groups
 from structbert_lite.runtime import OnnxClassifier
 from structbert_lite.steps import step_options
@@ -90,10 +90,8 @@ def test_preset_for_cpu_flags(flags, isa, reduce_range):
     assert preset.reduce_range is reduce_range and preset.weight_type == "int8"
 
 
-def test_named_presets_and_missing_flags():
+def test_named_presets():
     assert choose_preset("avx512_vnni").reduce_range is False
-    missing = missing_cpu_flags(choose_preset("avx512").required_cpu_flags, frozenset({"avx2", "fma"}))
-    assert missing == ["avx512f", "avx512bw"]
     with pytest.raises(ValueError, match="unknown quantization preset"):
         choose_preset("sse2")
 
