@@ -98,7 +98,7 @@ class ServeState:
     async def warm_up(self) -> None:
         try:
             self.warmup_seconds = await self.batcher.call(self.engine.warm_up)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure of the model's first call: reported by /ready
             self.status, self.warmup_error = "failed", f"{type(exc).__name__}: {exc}"
             logger.error("warm-up request failed, the server will report not ready: %s", self.warmup_error)
             return
@@ -147,7 +147,7 @@ class ServeState:
                 pending[text] = [i]
         if pending:
             answers = await asyncio.gather(*(self.batcher.submit(text) for text in pending))
-            for (text, indices), answer in zip(pending.items(), answers):
+            for (text, indices), answer in zip(pending.items(), answers, strict=True):
                 self.cache.put(text, answer)
                 for i in indices:
                     results[i] = answer

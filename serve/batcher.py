@@ -87,6 +87,7 @@ class MicroBatcher:
                 continue
             try:
                 results = await self._loop.run_in_executor(self._executor, self._predict, [t for t, _ in batch])
+                answered = list(zip(batch, results, strict=True))  # one result per text, else a model failure
             except asyncio.CancelledError:
                 for _, fut in batch:
                     if not fut.done():
@@ -101,7 +102,7 @@ class MicroBatcher:
             self.batches += 1
             self.items += len(batch)
             self.largest_batch = max(self.largest_batch, len(batch))
-            for (_, fut), result in zip(batch, results):
+            for (_, fut), result in answered:
                 if not fut.done():
                     fut.set_result(result)
 
@@ -120,7 +121,7 @@ class MicroBatcher:
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):
+            except asyncio.CancelledError:  # _run catches a model's errors: cancelling is its only way out
                 pass
         if self._queue is not None:
             while not self._queue.empty():

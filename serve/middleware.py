@@ -94,8 +94,8 @@ class BodyGuard:
         return True
 
     async def _busy(self, scope, send):
-        detail = (f"the server is holding the most request-body bytes it takes at once ({self.max_inflight_body_bytes}, "
-                  "--max-inflight-body-bytes); retry shortly")
+        detail = ("the server is holding the most request-body bytes it takes at once "
+                  f"({self.max_inflight_body_bytes}, --max-inflight-body-bytes); retry shortly")
         return await self._reject(scope, send, 503, "server_busy", detail)
 
     async def _guarded(self, scope, receive, send, held: list):

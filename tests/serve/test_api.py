@@ -17,7 +17,8 @@ TEXTS = ["这部电影太好看了", "完全浪费时间", "差劲", "非常喜�
 @pytest.fixture(scope="module")
 def strict_client(tiny_artifact):
     """Tight limits, so each one can be crossed cheaply: 4 texts per batch, 16 tokens (rejected), 16 KiB bodies."""
-    with started_client(tiny_artifact, max_batch=4, max_length=16, overlong="reject", max_body_bytes=16384, cache_size=0) as client:
+    with started_client(tiny_artifact, max_batch=4, max_length=16, overlong="reject", max_body_bytes=16384,
+                        cache_size=0) as client:
         yield client
 
 
@@ -35,7 +36,7 @@ def test_predict_matches_the_shared_runtime(make_client, tiny_artifact):
 
     expected = OnnxClassifier(tiny_artifact, max_length=128).predict(TEXTS)
     client = make_client(cache_size=0)
-    for text, want in zip(TEXTS, expected):
+    for text, want in zip(TEXTS, expected, strict=True):
         got = client.post("/predict", json={"text": text}).json()
         assert got["label"] == want["label"]
         assert got["score"] == pytest.approx(want["score"], abs=1e-5)
@@ -65,7 +66,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(make_clien
     def ask(i, text):
         try:
             answers[i] = (text, client.post("/predict", json={"text": text}).json())
-        except Exception as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - a thread's error would be lost: kept, asserted empty below
             errors.append(exc)
 
     threads = [threading.Thread(target=ask, args=(i, TEXTS[i % len(TEXTS)])) for i in range(16)]
@@ -166,14 +167,18 @@ BAD_INPUTS = [
     ("not-json-at-all", "/predict", {"content": b"text=hello"}, 400, "invalid_json", "not valid JSON"),
     ("empty-body", "/predict", {"content": b""}, 400, "empty_body", "body is empty"),
     ("non-utf8", "/predict", {"content": b'{"text": "\xff\xfe bad"}'}, 400, "invalid_utf8", "byte 0xff at offset 10"),
-    ("latin1-text", "/predict", {"content": '{"text": "café"}'.encode("latin-1")}, 400, "invalid_utf8", "not valid UTF-8"),
+    ("latin1-text", "/predict", {"content": '{"text": "café"}'.encode("latin-1")}, 400, "invalid_utf8",
+     "not valid UTF-8"),
     ("too-deep", "/predict", {"content": b"[" * 3000 + b"]" * 3000}, 400, "invalid_json", "RecursionError"),
     ("huge-int", "/predict", {"content": b'{"text": ' + b"9" * 5000 + b"}"}, 400, "invalid_json", "not accept"),
     ("missing-field", "/predict", {"json": {}}, 422, "invalid_request", "text: field required"),
     ("misspelt-field", "/predict", {"json": {"txt": "好"}}, 422, "invalid_request", "text: field required"),
-    ("text-is-number", "/predict", {"json": {"text": 5}}, 422, "invalid_request", "text: Input should be a valid string"),
-    ("text-is-null", "/predict", {"json": {"text": None}}, 422, "invalid_request", "text: Input should be a valid string"),
-    ("text-is-list", "/predict", {"json": {"text": ["好"]}}, 422, "invalid_request", "text: Input should be a valid string"),
+    ("text-is-number", "/predict", {"json": {"text": 5}}, 422, "invalid_request",
+     "text: Input should be a valid string"),
+    ("text-is-null", "/predict", {"json": {"text": None}}, 422, "invalid_request",
+     "text: Input should be a valid string"),
+    ("text-is-list", "/predict", {"json": {"text": ["好"]}}, 422, "invalid_request",
+     "text: Input should be a valid string"),
     ("body-is-list", "/predict", {"json": ["好"]}, 422, "invalid_request", "must be a JSON object"),
     ("body-is-string", "/predict", {"json": "好"}, 422, "invalid_request", "must be a JSON object"),
     ("empty-text", "/predict", {"json": {"text": ""}}, 422, "invalid_request", "text: text is empty"),
@@ -193,15 +198,23 @@ BAD_INPUTS = [
      "texts[1]: text is empty once tokenized"),
     ("unknown-format", "/predict?format=xml", {"json": {"text": "好"}}, 422, "invalid_request",
      "format: Input should be 'default' or 'modelscope'"),
-    ("lone-surrogate", "/predict", {"content": b'{"text": "ok \\ud800"}'}, 422, "invalid_request", "unpaired surrogate"),
-    ("overlong-text", "/predict", {"json": {"text": "好" * 40}}, 422, "text_too_long", "text is 42 tokens, over the limit of 16"),
+    ("lone-surrogate", "/predict", {"content": b'{"text": "ok \\ud800"}'}, 422, "invalid_request",
+     "unpaired surrogate"),
+    ("overlong-text", "/predict", {"json": {"text": "好" * 40}}, 422, "text_too_long",
+     "text is 42 tokens, over the limit of 16"),
     ("texts-missing", "/predict_batch", {"json": {"text": "好"}}, 422, "invalid_request", "texts: field required"),
-    ("texts-not-list", "/predict_batch", {"json": {"texts": "好"}}, 422, "invalid_request", "texts: Input should be a valid list"),
-    ("texts-item-empty", "/predict_batch", {"json": {"texts": ["好", ""]}}, 422, "invalid_request", "texts[1]: text is empty"),
-    ("texts-item-number", "/predict_batch", {"json": {"texts": ["好", 3]}}, 422, "invalid_request", "texts[1]: Input should be"),
-    ("texts-item-overlong", "/predict_batch", {"json": {"texts": ["好", "好" * 40]}}, 422, "text_too_long", "texts[1]: text is 42 tokens"),
-    ("batch-too-big", "/predict_batch", {"json": {"texts": ["好"] * 5}}, 422, "invalid_request", "5 texts is over the limit of 4"),
-    ("huge-body", "/predict", {"content": b'{"text": "' + b"a" * 20000 + b'"}'}, 413, "body_too_large", "over the limit of 16384"),
+    ("texts-not-list", "/predict_batch", {"json": {"texts": "好"}}, 422, "invalid_request",
+     "texts: Input should be a valid list"),
+    ("texts-item-empty", "/predict_batch", {"json": {"texts": ["好", ""]}}, 422, "invalid_request",
+     "texts[1]: text is empty"),
+    ("texts-item-number", "/predict_batch", {"json": {"texts": ["好", 3]}}, 422, "invalid_request",
+     "texts[1]: Input should be"),
+    ("texts-item-overlong", "/predict_batch", {"json": {"texts": ["好", "好" * 40]}}, 422, "text_too_long",
+     "texts[1]: text is 42 tokens"),
+    ("batch-too-big", "/predict_batch", {"json": {"texts": ["好"] * 5}}, 422, "invalid_request",
+     "5 texts is over the limit of 4"),
+    ("huge-body", "/predict", {"content": b'{"text": "' + b"a" * 20000 + b'"}'}, 413, "body_too_large",
+     "over the limit of 16384"),
     ("huge-chunked-body", "/predict", {"content": _chunks(100_000)}, 413, "body_too_large", "--max-body-bytes"),
 ]
 
@@ -255,7 +268,7 @@ def test_modelscope_format_is_modelscopes_pipeline_answer(make_client, tiny_arti
 
     client = make_client(cache_size=0)
     logits = OnnxClassifier(tiny_artifact, max_length=128).logits(TEXTS[:3], batch_size=1)
-    for text, row in zip(TEXTS[:3], logits):
+    for text, row in zip(TEXTS[:3], logits, strict=True):
         probs = softmax(row)
         order = np.argsort(-probs)
         expected = {"scores": probs[order].tolist(), "labels": [["负面", "正面"][i] for i in order]}
@@ -267,8 +280,8 @@ def test_modelscope_format_is_modelscopes_pipeline_answer(make_client, tiny_arti
         assert default["label"] == {"正面": "Positive", "负面": "Negative"}[got["labels"][0]]
         assert default["score"] == pytest.approx(got["scores"][0])
     batch = client.post("/predict_batch?format=modelscope", json={"texts": TEXTS}).json()
-    assert [b["labels"] for b in batch[:3]] == [client.post("/predict?format=modelscope", json={"text": t}).json()["labels"]
-                                                for t in TEXTS[:3]]
+    assert [b["labels"] for b in batch[:3]] == [
+        client.post("/predict?format=modelscope", json={"text": t}).json()["labels"] for t in TEXTS[:3]]
 
 
 def test_cached_answers_come_in_either_format(make_client):
@@ -282,7 +295,8 @@ def test_cached_answers_come_in_either_format(make_client):
 def test_visible_text_with_invisible_characters_is_answered(make_client):
     client = make_client(cache_size=0)
     plain = client.post("/predict", json={"text": "非常喜欢"}).json()
-    assert client.post("/predict", json={"text": "\ufeff非常\u200b喜欢\u200d"}).json() == plain  # the tokenizer drops them
+    # the tokenizer drops them
+    assert client.post("/predict", json={"text": "\ufeff非常\u200b喜欢\u200d"}).json() == plain
     assert client.post("/predict", json={"text": "\u0301好"}).status_code == 200
 
 

@@ -66,8 +66,8 @@ def compare(single: list[dict], batch: list[dict]) -> tuple[int, float]:
     def positive(answer):
         return answer["score"] if answer["label"] == "Positive" else 1.0 - answer["score"]
 
-    flips = sum(s["label"] != b["label"] for s, b in zip(single, batch))
-    return flips, max(abs(positive(s) - positive(b)) for s, b in zip(single, batch))
+    flips = sum(s["label"] != b["label"] for s, b in zip(single, batch, strict=True))
+    return flips, max(abs(positive(s) - positive(b)) for s, b in zip(single, batch, strict=True))
 
 
 def singles_and_batch(client) -> tuple[list[dict], list[dict]]:
@@ -91,7 +91,7 @@ def test_predict_batch_equals_predict_on_the_served_int8_with_the_cache_off(int8
     flips, max_diff = compare(single, batch)
     assert flips == 0 and max_diff <= 1e-4, (flips, max_diff)
     assert [d["labels"][0] for d in drop_in] == [{"Positive": "正面", "Negative": "负面"}[s["label"]] for s in single]
-    assert max(abs(d["scores"][0] - s["score"]) for d, s in zip(drop_in, single)) <= 1e-4
+    assert max(abs(d["scores"][0] - s["score"]) for d, s in zip(drop_in, single, strict=True)) <= 1e-4
 
 
 def test_concurrent_requests_batched_by_the_server_keep_their_own_answers(int8_artifact):

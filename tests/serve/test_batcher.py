@@ -88,6 +88,23 @@ def test_a_model_error_reaches_every_text_of_its_call_and_the_worker_goes_on():
     assert after == {"text": "later"}
 
 
+def test_a_model_that_drops_a_result_fails_its_whole_call_and_no_request_hangs():
+    def one_short(texts):  # a model that loses the last result of a call of two or more
+        return [{"text": t} for t in texts[: max(1, len(texts) - 1)]]
+
+    async def scenario():
+        batcher = MicroBatcher(one_short, max_items=32)  # the three texts are queued before the worker runs: one call
+        calls = asyncio.gather(*(batcher.submit(t) for t in ["a", "b", "c"]), return_exceptions=True)
+        dropped = await asyncio.wait_for(calls, 10)
+        after = await asyncio.wait_for(batcher.submit("later"), 10)
+        await batcher.close()
+        return dropped, after
+
+    dropped, after = run(scenario())
+    assert all(isinstance(a, ValueError) for a in dropped), dropped
+    assert after == {"text": "later"}  # the worker lives on
+
+
 def test_close_fails_what_is_queued_and_refuses_new_texts():
     model = Model()
 

@@ -20,7 +20,8 @@ def browser(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    assert CHROMEDRIVER.exists(), "chromium is installed but /usr/bin/chromedriver is not: apt-get install -y chromium-driver"
+    assert CHROMEDRIVER.exists(), (
+        "chromium is installed but /usr/bin/chromedriver is not: apt-get install -y chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

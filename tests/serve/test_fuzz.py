@@ -34,7 +34,8 @@ bodies = (
 
 @pytest.fixture(scope="module")
 def fuzz_client(tiny_artifact):
-    with started_client(tiny_artifact, max_batch=8, max_length=32, overlong="reject", max_body_bytes=4096, cache_size=16) as client:
+    with started_client(tiny_artifact, max_batch=8, max_length=32, overlong="reject", max_body_bytes=4096,
+                        cache_size=16) as client:
         yield client
 
 

@@ -27,7 +27,8 @@ print(json.dumps({"answer": answer, "modules": sorted(sys.modules)}))
 
 
 def test_serving_loads_no_torch_transformers_or_converter(tiny_artifact):
-    result = subprocess.run([sys.executable, "-c", PROBE, str(tiny_artifact)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", PROBE, str(tiny_artifact)],
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["answer"]["label"] in ("Positive", "Negative")
@@ -36,14 +37,16 @@ def test_serving_loads_no_torch_transformers_or_converter(tiny_artifact):
 
 
 def test_serve_sources_import_only_allowed_packages():
-    allowed = {"fastapi", "starlette", "uvicorn", "h11", "pydantic", "numpy", "onnxruntime", "tokenizers", "structbert_lite"}
+    allowed = {"fastapi", "starlette", "uvicorn", "h11", "pydantic", "numpy", "onnxruntime", "tokenizers",
+               "structbert_lite"}
     for path in SERVE_DIR.glob("*.py"):
         for name in imported_modules(path):
             top = name.split(".")[0]
             if top in sys.stdlib_module_names:
                 continue
             assert top in allowed, f"{path.name} imports {name}"
-            assert not name.startswith(("structbert_lite.convert", "structbert_lite.quantize")), f"{path.name} imports {name}"
+            assert not name.startswith(("structbert_lite.convert", "structbert_lite.quantize")), (
+                f"{path.name} imports {name}")
 
 
 def test_structbert_lite_serve_command_runs_without_torch(tiny_artifact, tmp_path):

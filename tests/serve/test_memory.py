@@ -4,9 +4,9 @@
 
 Each body is as large as --max-body-bytes allows (1 MiB by default) and holds one text of ~half a million
 tokens. The model only ever sees ``max_length`` tokens of it, so the server cuts texts to
-`structbert_lite.api.MAX_CHARS_PER_TOKEN` x max_length characters (head, or head and tail) before tokenizing, and holds at most
-``--max-inflight-body-bytes`` of request bodies at once (503 beyond). Measured on a 2-core machine shared with
-other jobs (the tiny test model; a real model adds its own, fixed, arena).
+`structbert_lite.api.MAX_CHARS_PER_TOKEN` x max_length characters (head, or head and tail) before tokenizing, and
+holds at most ``--max-inflight-body-bytes`` of request bodies at once (503 beyond). Measured on a 2-core machine
+shared with other jobs (the tiny test model; a real model adds its own, fixed, arena).
 """
 
 from __future__ import annotations

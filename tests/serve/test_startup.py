@@ -91,7 +91,8 @@ def test_max_length_over_the_models_positions_is_refused(tiny_artifact):
 
 def test_max_length_defaults_to_the_manifests(artifact_copy):
     manifest = read_manifest(artifact_copy)
-    write_manifest(artifact_copy, {"name": manifest["name"], "variant": "fp32", "config": {"model": {"max_length": 64}}})
+    write_manifest(artifact_copy,
+                   {"name": manifest["name"], "variant": "fp32", "config": {"model": {"max_length": 64}}})
     assert create_app(artifact_copy).state.serve.engine.max_length == 64
 
 
@@ -138,7 +139,8 @@ def test_truncation_comes_from_the_manifest_unless_given(artifact_copy, make_cli
     write_manifest(artifact_copy, {"name": manifest["name"], "variant": "fp32",
                                    "config": {"model": {"max_length": 16, "truncation": "head+tail"}}})
     assert create_app(artifact_copy).state.serve.engine.classifier.truncation == "head+tail"
-    assert create_app(artifact_copy, ServeSettings(truncation="head")).state.serve.engine.classifier.truncation == "head"
+    head_app = create_app(artifact_copy, ServeSettings(truncation="head"))
+    assert head_app.state.serve.engine.classifier.truncation == "head"
     client = make_client(artifact_copy, cache_size=0)
     assert client.get("/health").json()["model"]["truncation"] == "head+tail"
     # 16 tokens: [CLS] + 4 head + 10 tail + [SEP] of a 38-character text (one token per character).
@@ -147,12 +149,14 @@ def test_truncation_comes_from_the_manifest_unless_given(artifact_copy, make_cli
     cut = text[:4] + text[-10:]
     assert client.post("/predict", json={"text": text}).json() == client.post("/predict", json={"text": cut}).json()
     head_only = make_client(artifact_copy, cache_size=0, truncation="head")
-    assert head_only.post("/predict", json={"text": text}).json() == head_only.post("/predict", json={"text": text[:14]}).json()
+    assert (head_only.post("/predict", json={"text": text}).json()
+            == head_only.post("/predict", json={"text": text[:14]}).json())
 
 
 def test_an_unknown_truncation_in_the_manifest_is_refused(artifact_copy):
     manifest = read_manifest(artifact_copy)
-    write_manifest(artifact_copy, {"name": manifest["name"], "variant": "fp32", "config": {"model": {"truncation": "x"}}})
+    write_manifest(artifact_copy,
+                   {"name": manifest["name"], "variant": "fp32", "config": {"model": {"truncation": "x"}}})
     with pytest.raises(ArtifactError, match="config.model.truncation is 'x'"):
         create_app(artifact_copy)
 
