@@ -15,7 +15,8 @@ from structbert_lite.errors import EvalDataError
 DEFAULT_LABEL_NAMES = ("Negative", "Positive")
 
 
-def classification_metrics(gold: np.ndarray, logits: np.ndarray, label_names: Sequence[str] = DEFAULT_LABEL_NAMES) -> dict:
+def classification_metrics(gold: np.ndarray, logits: np.ndarray,
+                           label_names: Sequence[str] = DEFAULT_LABEL_NAMES) -> dict:
     """Accuracy, per-class precision/recall/F1/support and macro F1 of ``logits`` against ``gold``."""
     gold = np.asarray(gold)
     pred = np.asarray(logits).argmax(axis=-1)  # (rows,)

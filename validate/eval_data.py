@@ -187,7 +187,7 @@ def read_table(path: Path, max_bytes: Optional[int] = MAX_FILE_BYTES) -> tuple[l
             return columns, rows
     except EvalDataError:
         raise
-    except Exception as exc:  # pandas/pyarrow raise many types for an unreadable file
+    except Exception as exc:  # noqa: BLE001 - pandas/pyarrow raise many types for an unreadable file
         raise EvalDataError(f"cannot read {path}: {exc}") from None
     frame = frame.astype(object).where(frame.notna(), None)
     return [str(c) for c in frame.columns], frame.to_dict(orient="records")
@@ -200,7 +200,7 @@ def _read_dataset(dataset_id: str, split: str) -> tuple[list[str], Sequence[dict
         raise EvalDataError(f"loading the dataset id {dataset_id!r} needs `datasets` ({exc})") from None
     try:
         data = datasets.load_dataset(dataset_id, split=split)
-    except Exception as exc:  # network, unknown id, unknown split...
+    except Exception as exc:  # noqa: BLE001 - `datasets` raises many types: network, unknown id, unknown split...
         raise EvalDataError(
             f"cannot load dataset {dataset_id!r} (split {split!r}): {exc}. Offline, pass a local "
             "CSV/TSV/JSONL/Parquet file with --eval FILE instead"

@@ -58,14 +58,17 @@ def evaluate_gate(
     if gate is None or all(getattr(gate, key) is None for key in CHECKS):
         logger.warning("no gate configured for %s: it is published without checks", variant_name)
         return {"passed": True, "speed_verified": speed_verified, "checks": []}
-    checks = [_check(key, metrics, getattr(gate, key), speed_verified) for key in CHECKS if getattr(gate, key) is not None]
+    checks = [_check(key, metrics, getattr(gate, key), speed_verified)
+              for key in CHECKS if getattr(gate, key) is not None]
     for check in checks:
         if not check["passed"]:
-            logger.info("gate %s: %s failed (value %s, limit %s)", variant_name, check["name"], check["value"], check["limit"])
+            logger.info("gate %s: %s failed (value %s, limit %s)",
+                        variant_name, check["name"], check["value"], check["limit"])
     return {"passed": all(c["passed"] for c in checks), "speed_verified": speed_verified, "checks": checks}
 
 
 def failed_step_gate(reason: str) -> dict[str, Any]:
     """The gate record of a variant whose step failed: nothing to measure, not published."""
     return {"passed": False, "speed_verified": True,
-            "checks": [{"name": "step", "metric": None, "value": None, "limit": None, "passed": False, "detail": reason}]}
+            "checks": [{"name": "step", "metric": None, "value": None, "limit": None, "passed": False,
+                        "detail": reason}]}

@@ -47,7 +47,8 @@ def by_bucket(
         if not mask.any():
             rows.append({"bucket": name, "rows": 0})
             continue
-        entry = {"bucket": name, "rows": int(mask.sum()), "baseline_accuracy": float((base_pred[mask] == gold[mask]).mean())}
+        entry = {"bucket": name, "rows": int(mask.sum()),
+                 "baseline_accuracy": float((base_pred[mask] == gold[mask]).mean())}
         entry["variants"] = {
             v: {
                 "accuracy": float((logits.argmax(-1)[mask] == gold[mask]).mean()),

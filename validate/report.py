@@ -201,19 +201,6 @@ def summary_table(report: dict[str, Any]) -> str:
     return "\n".join(lines + ([""] + failed if failed else []))
 
 
-def rich_summary_table(report: dict[str, Any]):
-    """The same table as a `rich.table.Table` for the CLI (``Console().print(table)``)."""
-    from rich.table import Table
-
-    rich_table = Table(title=f"structbert-lite gate: {report['name']}")
-    for column in SUMMARY_COLUMNS:
-        rich_table.add_column(column, justify="left" if column in ("model", "gate") else "right")
-    for row, (_, _, entry) in zip(_summary_cells(report), _rows(report), strict=True):
-        style = None if entry is None else ("green" if entry["gate"]["passed"] else "red")
-        rich_table.add_row(*row, style=style)
-    return rich_table
-
-
 # ---------------------------------------------------------------- report.md
 
 

@@ -89,7 +89,8 @@ def describe_method(plan: MeasurePlan, texts: int, verdict: dict) -> str:
     trusted = "verified" if verdict["verified"] else "NOT verified (" + "; ".join(verdict["reasons"][:3]) + ")"
     return (
         f"Each model in its own fresh process per round ({plan.rounds} rounds, order rotated; attempt "
-        f"{verdict.get('kept_attempt', 1)} of {verdict.get('attempts', 1)} kept), {plan.threads} intra-op threads each; "
+        f"{verdict.get('kept_attempt', 1)} of {verdict.get('attempts', 1)} kept), "
+        f"{plan.threads} intra-op threads each; "
         f"latency: median over rounds of each round's percentile of {plan.min_repeats} timed runs after "
         f"{plan.warmup_runs} warm-up runs, on synthetic ids of exactly batch × tokens; throughput: {texts} eval texts "
         f"in length-sorted batches of {plan.throughput_batch_sizes[0]} with dynamic padding, tokenization excluded "
@@ -103,7 +104,8 @@ def _grid_rows(latency: dict[str, dict]) -> list[dict[str, Any]]:
     rows = []
     for key, stats in latency.items():
         batch, seq_len = (int(x) for x in key.split("x"))
-        rows.append({"batch": batch, "seq_len": seq_len, **{k: stats[k] for k in ("p50", "p95", "p99", "mean", "samples")}})
+        figures = {k: stats[k] for k in ("p50", "p95", "p99", "mean", "samples")}
+        rows.append({"batch": batch, "seq_len": seq_len, **figures})
     return sorted(rows, key=lambda r: (r["batch"], r["seq_len"]))
 
 
@@ -151,7 +153,8 @@ def measure_variants(
     specs = [baseline, *variants]
     with tempfile.TemporaryDirectory(prefix="structbert-speed-") as scratch:
         measured, verdict = runner.measure_until_trusted(
-            specs, texts, plan, Path(work_dir or scratch), baseline.name, point_key(*vcfg.speedup_point), limits, progress
+            specs, texts, plan, Path(work_dir or scratch), baseline.name, point_key(*vcfg.speedup_point), limits,
+            progress,
         )
     contenders = {s.name: speed_metrics(measured.contenders[s.name], tuple(vcfg.speedup_point)) for s in specs}
     return SpeedResult(baseline.name, contenders, verdict, describe_method(plan, len(texts), verdict), plan.as_dict())

@@ -115,7 +115,8 @@ class ScoredBaseline:
     accuracy: float
 
 
-def score_baseline(model: Any, tokenizer_dir: Path, eval_set: EvalSet, cfg: PipelineConfig, quiet: bool = False) -> ScoredBaseline:
+def score_baseline(model: Any, tokenizer_dir: Path, eval_set: EvalSet, cfg: PipelineConfig,
+                   quiet: bool = False) -> ScoredBaseline:
     """Eval logits of the PyTorch baseline; raises `BaselineError` when the source itself is not sane."""
     classifier = TorchClassifier(model, tokenizer_dir, cfg.model.max_length, cfg.validate.threads, cfg.model.truncation)
     started = time.perf_counter()
@@ -152,10 +153,12 @@ def contender_specs(baseline: Artifact, variants: list[Artifact], tokenizer_dir:
 
 
 def variant_metrics(
-    variant: Artifact, gold: np.ndarray, logits: dict, measured: "speed.SpeedResult", eval_set: EvalSet, cfg: PipelineConfig
+    variant: Artifact, gold: np.ndarray, logits: dict, measured: "speed.SpeedResult", eval_set: EvalSet,
+    cfg: PipelineConfig,
 ) -> dict[str, Any]:
     acc = accuracy.variant_accuracy(
-        gold, logits[BASELINE_NAME], logits[variant.variant], eval_set.texts, cfg.eval.flipped_examples, eval_set.label_names
+        gold, logits[BASELINE_NAME], logits[variant.variant], eval_set.texts, cfg.eval.flipped_examples,
+        eval_set.label_names,
     )
     parent = variant.meta.get("parent")
     parent_name = BASELINE_NAME if parent in (None, "source") else parent
@@ -198,7 +201,8 @@ def run(
         classifiers[v.variant].equal_length_invariant = invariance[v.variant]["equal_length"]["invariant"]
     logits = {BASELINE_NAME: scored.logits, **eval_logits(classifiers, texts, progress)}
     lengths = token_lengths(scored.classifier.tokenizer, texts)
-    buckets = by_bucket(lengths, gold, logits[BASELINE_NAME], {v.variant: logits[v.variant] for v in variants}, max_length)
+    variant_logits = {v.variant: logits[v.variant] for v in variants}
+    buckets = by_bucket(lengths, gold, logits[BASELINE_NAME], variant_logits, max_length)
     buckets["truncation"] = truncation_comparison(model, tokenizer_dir, eval_set, lengths, cfg)
 
     base_spec, specs = contender_specs(baseline, variants, tokenizer_dir, invariance)

@@ -120,7 +120,8 @@ def test_labels_that_are_not_a_polarity_are_refused(tmp_path):
 
 
 def test_limit_takes_a_stratified_seeded_sample(tmp_path):
-    rows = [{"text": f"好评{i}", "label": 1} for i in range(300)] + [{"text": f"差评{i}", "label": 0} for i in range(100)]
+    rows = [{"text": f"好评{i}", "label": 1} for i in range(300)]
+    rows += [{"text": f"差评{i}", "label": 0} for i in range(100)]
     path = str(write_jsonl(tmp_path / "e.jsonl", rows))
     data = load_eval_set(path, EvalConfig(limit=40, seed=7), ID2LABEL)
     again = load_eval_set(path, EvalConfig(limit=40, seed=7), ID2LABEL)
@@ -139,7 +140,8 @@ def test_the_default_review_sample_is_balanced_and_says_it_is_a_proxy():
 @pytest.mark.parametrize(
     "setup, cfg, message",
     [
-        ("missing_column", EvalConfig(text_column="review"), r"no column\(s\) \['review'\]; available columns: \['text', 'label'\]"),
+        ("missing_column", EvalConfig(text_column="review"),
+         r"no column\(s\) \['review'\]; available columns: \['text', 'label'\]"),
         ("no_file", EvalConfig(), r"does not exist"),
         ("bad_ext", EvalConfig(), r"unsupported extension '.txt'"),
         ("bad_json", EvalConfig(), r"e.jsonl:2 is not valid JSON"),
@@ -174,7 +176,8 @@ def test_dataset_id_goes_through_datasets(monkeypatch):
         return datasets.Dataset.from_list([{"sentence": "好", "y": "positive"}, {"sentence": "坏", "y": "0"}])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    data = load_eval_set("someone/reviews", EvalConfig(split="validation", text_column="sentence", label_column="y"), ID2LABEL)
+    cfg = EvalConfig(split="validation", text_column="sentence", label_column="y")
+    data = load_eval_set("someone/reviews", cfg, ID2LABEL)
     assert calls["args"] == ("someone/reviews", "validation")
     assert data.labels.tolist() == [1, 0]
 

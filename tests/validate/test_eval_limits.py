@@ -25,7 +25,7 @@ def test_a_sparse_file_over_the_limit_is_refused_by_its_size(tmp_path):
     with open(path, "wb") as fh:
         fh.write(b"text,label\n")
         fh.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk, all NUL bytes
-    import pandas  # noqa: F401  (imported by the reader anyway: not part of what the refusal costs)
+    import pandas  # noqa: F401 - imported by the reader anyway: not part of what the refusal costs
 
     before = _peak_mb()
     with pytest.raises(EvalDataError, match="MiB, over the 256 MiB") as caught:
@@ -44,7 +44,8 @@ def test_one_oversized_line_is_refused_before_it_is_read(tmp_path, suffix):
         load_eval_set(str(path), EvalConfig(), ID2LABEL)
 
 
-@pytest.mark.parametrize("kind, words", [("folder", "is a folder"), ("fifo", "is a named pipe"), ("device", "is a device")])
+@pytest.mark.parametrize("kind, words", [("folder", "is a folder"), ("fifo", "is a named pipe"),
+                                         ("device", "is a device")])
 def test_a_path_that_is_not_a_file_says_what_it_is(tmp_path, kind, words):
     if kind == "folder":
         path = tmp_path / "eval.csv"

@@ -67,5 +67,6 @@ def test_unverified_speed_is_reported_but_does_not_decide():
 
 
 def test_a_child_slower_than_its_parent_fails():
-    result = evaluate_gate("fp32-optimized", {**METRICS, "speedup_vs_parent": 0.91}, GateConfig(min_speedup_vs_parent=1.0))
+    result = evaluate_gate("fp32-optimized", {**METRICS, "speedup_vs_parent": 0.91},
+                           GateConfig(min_speedup_vs_parent=1.0))
     assert not result["passed"] and result["checks"][0]["name"] == "min_speedup_vs_parent"

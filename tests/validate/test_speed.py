@@ -19,7 +19,8 @@ def _vcfg(**overrides):
     return vcfg.model_copy(update={"max_attempts": 1, **overrides})  # one attempt: a busy CI machine must not slow this
 
 
-def test_measure_variants_gives_every_metric_and_a_trust_record(tiny_checkpoint, tiny_variant_master, eval_texts, tmp_path):
+def test_measure_variants_gives_every_metric_and_a_trust_record(tiny_checkpoint, tiny_variant_master, eval_texts,
+                                                                 tmp_path):
     texts, _ = eval_texts
     baseline = ContenderSpec("pytorch-fp32", "torch", tiny_checkpoint, tiny_variant_master, LOADER)
     variants = [ContenderSpec("fp32", "variant", tiny_variant_master),

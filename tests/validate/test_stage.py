@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from structbert_lite.artifact import Artifact
-from structbert_lite.config import EvalConfig, parse_config
+from structbert_lite.config import EvalConfig, PipelineConfig, parse_config
 from structbert_lite.convert.checkpoint import load_classifier
 from structbert_lite.errors import BaselineError
 from structbert_lite.parity import PARITY_SENTENCES
@@ -32,7 +32,7 @@ FAST_VALIDATE = {
 }
 
 
-def make_cfg(gates: dict | None = None) -> "PipelineConfig":  # noqa: F821
+def make_cfg(gates: dict | None = None) -> PipelineConfig:
     gates = gates or {}
     variants = [
         {"name": "fp32", "step": "export", "gate": gates.get("fp32", PERMISSIVE)},
@@ -88,7 +88,8 @@ def test_every_variant_is_measured_and_gated(validation):
     assert fused["parent"] == "fp32" and fused["speedup_vs_parent"] > 0
     assert fp32["parent"] == "pytorch-fp32" and fp32["speedup_vs_parent"] == pytest.approx(fp32["speedup"])
     for m in (fp32, fused, int8):
-        for key in ("accuracy", "agreement", "max_abs_logit_diff", "speedup", "size_bytes", "latency_ms", "peak_rss_mb"):
+        for key in ("accuracy", "agreement", "max_abs_logit_diff", "speedup", "size_bytes", "latency_ms",
+                    "peak_rss_mb"):
             assert m[key] is not None, key
     report = validation.report
     assert report["settings"]["speed_method"] and "verified" in report["settings"]["speed_trust"]
