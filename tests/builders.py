@@ -56,11 +56,13 @@ def center_classifier(model, texts: list[str], scale: float = 20.0):
         diffs = torch.unique(logits[:, 1] - logits[:, 0])  # sorted; duplicates of a text collapse
         middle = len(diffs) // 2
         # the boundary halfway between two distinct answers: no text sits on it
-        model.classifier.bias[1] -= float((diffs[middle - 1] + diffs[middle]) / 2) if len(diffs) > 1 else float(diffs[0])
+        boundary = (diffs[middle - 1] + diffs[middle]) / 2 if len(diffs) > 1 else diffs[0]
+        model.classifier.bias[1] -= float(boundary)
     return model
 
 
-def write_tiny_checkpoint(out_dir: Path, layout: str = "transformers", center_on: list[str] | None = None, **kwargs) -> Path:
+def write_tiny_checkpoint(out_dir: Path, layout: str = "transformers", center_on: list[str] | None = None,
+                          **kwargs) -> Path:
     from structbert_lite.convert.checkpoint import save_checkpoint
 
     model = tiny_model(**kwargs)
@@ -96,8 +98,8 @@ def step_context(work: Path, loaded, name: str = "", texts=None, labels=None, th
     if not (tokenizer_dir / "tokenizer.json").is_file():
         write_tokenizer_files(Path(loaded.checkpoint_dir) / "vocab.txt", tokenizer_dir, max_length)
     return StepContext(
-        name=name, work_dir=work / (name or "step"), threads=threads, max_length=max_length, tokenizer_dir=tokenizer_dir,
-        source=loaded, calibration_texts=list(texts or []), calibration_labels=labels,
+        name=name, work_dir=work / (name or "step"), threads=threads, max_length=max_length,
+        tokenizer_dir=tokenizer_dir, source=loaded, calibration_texts=list(texts or []), calibration_labels=labels,
     )
 
 
@@ -141,7 +143,7 @@ def write_eval_csv(path: Path, texts: list[str], labels: list) -> Path:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["text", "label"])
-        writer.writerows(zip(texts, labels))
+        writer.writerows(zip(texts, labels, strict=True))
     return path
 
 
@@ -160,7 +162,8 @@ MODELSCOPE_CONFIGURATION = {
     "pipeline": {"type": "sentiment-classification"},
 }
 # Where a checkpoint may carry its label names (ModelScope reads them in this order; see convert/labels.py).
-LABEL_PLACES = ("label_mapping", "model.label2id", "model.id2label", "preprocessor.label2id", "config.id2label", "config.label2id")
+LABEL_PLACES = ("label_mapping", "model.label2id", "model.id2label", "preprocessor.label2id", "config.id2label",
+                "config.label2id")
 
 
 def write_modelscope_checkpoint(
@@ -204,8 +207,8 @@ def write_modelscope_checkpoint(
             block, key = place.split(".")
             value = {str(k): v for k, v in id2label.items()} if key == "id2label" else label2id
             configuration[block][key] = value
-    (folder / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
-    (folder / "configuration.json").write_text(json.dumps(configuration, indent=2, ensure_ascii=False), encoding="utf-8")
+    for name, content in (("config.json", config), ("configuration.json", configuration)):
+        (folder / name).write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
     if weights == "model.safetensors":
         from safetensors.torch import save_file
 

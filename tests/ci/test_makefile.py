@@ -42,14 +42,16 @@ def test_convert_passes_model_eval_and_column_flags_and_leaves_naming_to_the_cli
     args = structbert_lite_args("convert", "MODEL=ckpt/dir", "EVAL=my_reviews.csv",
                                 "TEXT_COLUMN=review text", "LABEL_COLUMN=stars")
     assert args[:3] == ["run", "--config", "configs/structbert-base.yaml"]
-    pairs = dict(zip(args[3::2], args[4::2]))
-    assert pairs == {"--model": "ckpt/dir", "--eval": "my_reviews.csv", "--text-column": "review text", "--label-column": "stars"}
+    pairs = dict(zip(args[3::2], args[4::2], strict=True))
+    assert pairs == {"--model": "ckpt/dir", "--eval": "my_reviews.csv", "--text-column": "review text",
+                     "--label-column": "stars"}
     assert "--out" not in args  # the CLI names the output folder after the source (artifacts/<source name>/)
     assert structbert_lite_args("convert") == ["run", "--config", "configs/structbert-base.yaml"]
 
 
 def test_demo_takes_columns_only_with_its_eval_and_finetune_always():
-    assert "--text-column" not in structbert_lite_args("demo", "TEXT_COLUMN=review")  # the held-out split has text/label
+    # the held-out split has text/label
+    assert "--text-column" not in structbert_lite_args("demo", "TEXT_COLUMN=review")
     demo = structbert_lite_args("demo", "EVAL=e.csv", "TEXT_COLUMN=review")
     assert demo[demo.index("--eval") + 1] == "e.csv" and demo[demo.index("--text-column") + 1] == "review"
     tune = structbert_lite_args("finetune", "MODEL=demo", "TRAIN=t.csv", "LABEL_COLUMN=y")
@@ -66,7 +68,8 @@ def test_the_demo_checkpoint_as_model_publishes_under_its_own_name(tmp_path):
     (tmp_path / "artifacts" / "demo").symlink_to(".demo.runs/20260101-000000-1")
     assert source_name(str(tmp_path / "artifacts" / "demo" / "checkpoint")) == "demo-checkpoint"
     assert source_name(str(tmp_path / "artifacts" / "demo" / "checkpoint") + "/") == "demo-checkpoint"
-    assert source_name("damo/nlp_structbert_sentiment-classification_chinese-base") == "nlp_structbert_sentiment-classification_chinese-base"
+    hub_id = "damo/nlp_structbert_sentiment-classification_chinese-base"
+    assert source_name(hub_id) == "nlp_structbert_sentiment-classification_chinese-base"
 
 
 def setup_torch_lines(*assignments: str) -> list[str]:
@@ -79,7 +82,8 @@ def test_setup_takes_torch_from_the_cpu_index_then_falls_back_to_pips_own_source
     (line,) = setup_torch_lines()
     index_try, _, fallback = line.partition("||")
     assert f"--index-url {CPU_INDEX} torch==2.13.0" in index_try and "--retries 1" in index_try
-    assert "--dry-run --quiet --report - torch==2.13.0" in fallback and fallback.rstrip("; }").endswith("pip install torch==2.13.0")
+    assert "--dry-run --quiet --report - torch==2.13.0" in fallback
+    assert fallback.rstrip("; }").endswith("pip install torch==2.13.0")
     (mirror,) = setup_torch_lines("TORCH_INDEX=http://mirror.example/whl/cpu")
     assert "--index-url http://mirror.example/whl/cpu torch==2.13.0 ||" in mirror
     (own,) = setup_torch_lines("TORCH_INDEX=")
@@ -118,7 +122,8 @@ def test_a_cuda_plan_is_refused_before_install(names, refused):
 
 def test_an_unresolvable_plan_says_how_to_fix_it():
     result = run_check(torch_check_snippet(), "", plan=True)
-    assert result.returncode != 0 and "could not resolve torch==2.13.0" in result.stderr and "TORCH_INDEX=" in result.stderr
+    assert result.returncode != 0
+    assert "could not resolve torch==2.13.0" in result.stderr and "TORCH_INDEX=" in result.stderr
 
 
 def test_the_installed_torch_is_the_cpu_build():

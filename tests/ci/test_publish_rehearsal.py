@@ -101,7 +101,8 @@ def test_the_workflow_publishes_a_release_that_verifies_after_unpacking(tmp_path
 
     unpacked = kept / "unpacked" / NAME
     assert (unpacked / "SHA256SUMS").read_bytes() == (workspace / "SHA256SUMS").read_bytes()
-    assert sorted(json.loads((unpacked / "run-manifest.json").read_text(encoding="utf-8"))["variants"]) == sorted(VARIANTS)
+    run_manifest = json.loads((unpacked / "run-manifest.json").read_text(encoding="utf-8"))
+    assert sorted(run_manifest["variants"]) == sorted(VARIANTS)
     served_hashes = {p.name: sha256(p) for p in served.iterdir()}
     for variant in VARIANTS:
         source = json.loads((unpacked / variant / "manifest.json").read_text(encoding="utf-8"))["source"]

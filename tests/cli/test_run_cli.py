@@ -37,7 +37,8 @@ def tiny_config(tmp_path, int8_gate: dict, int8_required: bool = True) -> str:
 
 @pytest.fixture(scope="module")
 def centered_checkpoint(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "my-reviews-model", layout="modelscope", center_on=TEXTS)
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "my-reviews-model", layout="modelscope",
+                                 center_on=TEXTS)
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +48,13 @@ def eval_csv(centered_checkpoint, tmp_path_factory):
 
 
 def run_cli(tmp_path, checkpoint, eval_csv, gate, out=None, *extra, required=True):
-    args = ["run", "--config", tiny_config(tmp_path, gate, required), "--model", str(checkpoint), "--eval", eval_csv, "--quiet"]
+    args = ["run", "--config", tiny_config(tmp_path, gate, required), "--model", str(checkpoint), "--eval", eval_csv,
+            "--quiet"]
     return main(args + (["--out", str(out)] if out else []) + list(extra))
 
 
-def test_run_publishes_a_verifiable_set_named_after_its_source(tmp_path, centered_checkpoint, eval_csv, capsys, monkeypatch):
+def test_run_publishes_a_verifiable_set_named_after_its_source(tmp_path, centered_checkpoint, eval_csv, capsys,
+                                                                monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default output folder is artifacts/<source name>/
     # A random tiny model's labels sit near its decision boundary, so int8 is gated on structure and size here;
     # its accuracy gate is exercised on the demo model (make demo) and in tests/quantize.
@@ -113,11 +116,13 @@ def test_user_errors_exit_2_and_leave_no_folder(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
-    (empty / "config.json").write_text(json.dumps({"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 9}))
+    (empty / "config.json").write_text(
+        json.dumps({"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 9}))
     (empty / "label_mapping.json").write_text(json.dumps({"负面": 0, "正面": 1}, ensure_ascii=False))
     (tmp_path / "x.csv").write_text("text,label\n很好,1\n很差,0\n", encoding="utf-8")
     out = tmp_path / "o"
-    assert main(["run", "--config", "configs/demo.yaml", "--model", str(empty), "--eval", str(tmp_path / "x.csv"), "--out", str(out)]) == 2
+    assert main(["run", "--config", "configs/demo.yaml", "--model", str(empty), "--eval", str(tmp_path / "x.csv"),
+                 "--out", str(out)]) == 2
     assert "no weights" in capsys.readouterr().err
     assert not os.path.lexists(out) and not runs_root(out).exists()
 
