@@ -9,7 +9,10 @@
 #   OPENVINO=1                  also install the openvino extra (.ci/image-context --openvino fetched its wheels)
 #   VARIANT=build/variant/NAME  bake that variant folder in at /models (.ci/image-context --variant DIR copies it
 #                               there); `structbert-lite verify` checks it during the build
-#   REVISION, SOURCE, VARIANT_DIGEST   OCI labels (the publish workflow sets them)
+#   REVISION, SOURCE, VERSION  OCI labels org.opencontainers.image.revision/source/version (the publish
+#                              workflow sets them: commit, repository URL, tag)
+#   VARIANT_DIGEST             sha256 of the baked variant's manifest.json, label
+#                              io.github.structbert-lite.variant.manifest-digest (.ci/image-context prints it)
 ARG BASE=debian:bookworm-slim
 
 # ---- install: a venv from the wheels, nothing else; only /opt/structbert-lite and /models leave this stage
@@ -55,12 +58,18 @@ RUN apt-get update \
  && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin serve
 COPY --from=install /opt/structbert-lite /opt/structbert-lite
 COPY --from=install /models /models
+# glibc: allocations over 1 MiB are mmapped and returned at once. Parsing the ONNX protobuf otherwise leaves its
+# transient buffers in the heap: the StructBERT-base int8 server peaked at 275 MiB RSS before its warm-up's
+# malloc_trim brought it to 202; with these, 205 MiB peak (docs/deploy.md).
 ENV PATH=/opt/structbert-lite/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    MALLOC_MMAP_THRESHOLD_=1048576 \
+    MALLOC_TRIM_THRESHOLD_=1048576
 # Declared here, not above: a build argument that changes (REVISION) re-runs only the steps after it.
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/structbert-lite/structbert-lite
+ARG VERSION=
 ARG VARIANT=
 ARG VARIANT_DIGEST=
 LABEL org.opencontainers.image.title="structbert-lite-serve" \
@@ -68,6 +77,7 @@ LABEL org.opencontainers.image.title="structbert-lite-serve" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.version="${VERSION}" \
       io.github.structbert-lite.variant="${VARIANT}" \
       io.github.structbert-lite.variant.manifest-digest="${VARIANT_DIGEST}"
 USER serve

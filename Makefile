@@ -123,19 +123,27 @@ clean:
 IMAGE    ?= structbert-lite-serve:latest
 OPENVINO ?= 0
 VARIANT  ?=
+# OCI labels (org.opencontainers.image.*): the publish workflow passes its tag, commit and repository URL
+VERSION  ?=
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE   ?=
 ENGINE   ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi)
 ENGINE_ENV := $(if $(filter podman,$(ENGINE)),$(if $(shell command -v runc),CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/.ci/containers.conf}))
 
-.PHONY: image image-run
+.PHONY: image image-run image-check
 image: setup ## the serving image $(IMAGE): onnxruntime only; OPENVINO=1 adds OpenVINO; VARIANT=DIR bakes that variant folder in
 	$(if $(ENGINE),,$(error no container engine: install docker or podman (Debian: apt-get install podman runc), or run .ci/container-setup as root))
 	@set -e; args=$$(.ci/image-context $(if $(filter 1,$(OPENVINO)),--openvino) $(if $(VARIANT),--variant '$(VARIANT)')); \
 	set -x; $(ENGINE_ENV) $(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) -t $(IMAGE) \
-	  --build-arg OPENVINO=$(OPENVINO) --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
-	  $$(for a in $$args; do printf -- '--build-arg %s ' "$$a"; done) .
+	  --build-arg OPENVINO=$(OPENVINO) --build-arg REVISION=$(REVISION) $(if $(VERSION),--build-arg VERSION=$(VERSION)) \
+	  $(if $(SOURCE),--build-arg SOURCE=$(SOURCE)) $$(for a in $$args; do printf -- '--build-arg %s ' "$$a"; done) .
 
 image-run: ## serve ARTIFACT (default the set artifacts/demo: its fastest variant) from the image on $(HOST):$(PORT) (make image first)
 	$(if $(ENGINE),,$(error no container engine: install docker or podman, then `make image`))
 	@[ -d '$(ARTIFACT)' ] || { echo "image-run: $(ARTIFACT) not found: run \`make demo\` first, or set ARTIFACT=DIR"; exit 2; }
 	$(ENGINE_ENV) $(ENGINE) run --rm -p $(HOST):$(PORT):5000 \
 	  -v "$$(realpath '$(ARTIFACT)')":/models:ro $(IMAGE)
+
+image-check: ## start $(IMAGE) (its baked-in variant; CHECK_ARTIFACT=DIR mounts one), wait for /health, one /predict, stop: exit 0
+	$(if $(ENGINE),,$(error no container engine: install docker or podman, then `make image`))
+	$(ENGINE_ENV) ENGINE=$(ENGINE) .ci/image-check '$(IMAGE)' $(if $(CHECK_ARTIFACT),'$(CHECK_ARTIFACT)')

@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 
 MAX_IMAGE_MB = 300
 MAX_HEALTHY_S = 5.0
+MAX_RSS_MB = 250  # the server's peak RSS (docs/deploy.md measures a StructBERT-base-shaped int8 variant too)
+LABELS = {"REVISION": "0123456789abcdef0123456789abcdef01234567", "SOURCE": "https://github.com/some-owner/structbert-lite",
+          "VERSION": "v9.9.9"}
 MEASUREMENTS = ROOT / "build" / "image-measurements.json"
 figures: dict = {}
 
@@ -109,7 +112,9 @@ def test_it_answers_like_the_folder_loaded_in_process(container, variant):
     assert container.engine.run("healthcheck", "run", container.name, check=False).returncode == 0 \
         if container.engine.name == "podman" else True
     assert not {name for name in container.mapped_libraries() if name.startswith("libonnxruntime.so")}
-    record(tiny_int8=container.memory())
+    memory = container.memory()
+    record(tiny_int8=memory)
+    assert memory["peak_rss_mib"] * 2**20 / 1e6 <= MAX_RSS_MB, memory
 
 
 @pytest.mark.parametrize("path, body, status", [
@@ -193,10 +198,12 @@ def test_a_baked_in_variant_is_verified_during_the_build_and_served_without_a_mo
     args = image_context("--variant", str(variant))
     digest = "sha256:" + hashlib.sha256((variant / "manifest.json").read_bytes()).hexdigest()
     assert f"VARIANT_DIGEST={digest}" in args
-    done, seconds = engine.build(TEST_IMAGE + "-baked", *args)
+    done, seconds = engine.build(TEST_IMAGE + "-baked", *args, *(f"{k}={v}" for k, v in LABELS.items()))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert engine.inspect(TEST_IMAGE + "-baked")["Config"]["Labels"][
-        "io.github.structbert-lite.variant.manifest-digest"] == digest
+    labels = engine.inspect(TEST_IMAGE + "-baked")["Config"]["Labels"]
+    assert labels["io.github.structbert-lite.variant.manifest-digest"] == digest
+    assert labels["io.github.structbert-lite.variant"] == f"build/variant/{variant.name}"
+    assert {k: labels[f"org.opencontainers.image.{k.lower()}"] for k in LABELS} == LABELS
     box = Container(engine, TEST_IMAGE + "-baked", "structbert-lite-image-baked", None, free_port())
     try:
         box.wait_healthy()
