@@ -180,15 +180,14 @@ def driver_rows_per_s(corpus: Path, out: Path) -> float:
     import pandas as pd
 
     from structbert_lite.score import outputs
-    from structbert_lite.score.inputs import check_corpus, read_frame
+    from structbert_lite.score.inputs import check_corpus, iter_frames
     from structbert_lite.score.texts import result_columns
 
     labels = ["Negative", "Positive"]
     start = time.perf_counter()
     corpus_info = check_corpus(str(corpus), "text", result_columns(labels))
     with outputs.OutputWriter(out / "driver-only.parquet", outputs.output_schema(corpus_info.schema, labels)) as writer:
-        for file in corpus_info.files:
-            frame = read_frame(file.path)
+        for frame in (f for file in corpus_info.files for f in iter_frames(file.path, columns=corpus_info.columns)):
             fake = pd.DataFrame({"label": "Positive", "score": 0.9, "prob_negative": 0.1, "prob_positive": 0.9,
                                  "error": None}, index=frame.index)
             writer.append(pd.concat([frame, fake], axis=1))

@@ -5,8 +5,9 @@
     -> ray:   Ray Data read -> map_batches(actor pool) -> ordered rows -> assemble
     -> output written as temp + rename
 
-Assembling reads each input file again and puts its columns beside the results, file by file, so the output
-has the input's rows in the input's order, one output row per input row.
+Assembling reads each input file again and puts its columns beside the results, one shard of rows at a time,
+so the output has the input's rows in the input's order, one output row per input row, and no step holds more
+than a few shards of the corpus (docs/scoring.md, "Memory").
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from structbert_lite.constants import thread_count_problem
 from structbert_lite.errors import ArtifactError
 from structbert_lite.runtime import read_label_names
 from structbert_lite.score import ScoreError, outputs
-from structbert_lite.score.inputs import Corpus, check_corpus, read_frame
-from structbert_lite.score.shards import SHARD_ROWS, PartStore, plan_shards
+from structbert_lite.score.inputs import Corpus, check_corpus, iter_frames
+from structbert_lite.score.shards import SHARD_ROWS, PartStore, Shard, plan_shards
 from structbert_lite.score.texts import result_columns
 
 logger = logging.getLogger(__name__)
@@ -109,9 +110,9 @@ class _Tally:
         self.errors: collections.Counter = collections.Counter()
         self.examples: list = []
 
-    def add(self, path: Path, results: pd.DataFrame) -> None:
+    def add(self, path: Path, first_row: int, results: pd.DataFrame) -> None:
         self.labels.update(label for label in results["label"] if not pd.isna(label))
-        for row, error in enumerate(results["error"]):
+        for row, error in enumerate(results["error"], start=first_row):
             if not pd.isna(error):
                 self.errors[error] += 1
                 if len(self.examples) < MAX_BAD_EXAMPLES:
@@ -132,25 +133,37 @@ def check_artifact(folder: Path) -> tuple[list[str], str]:
     return read_label_names(folder), manifest_digest(folder)
 
 
-def _combine(frame: pd.DataFrame, results: pd.DataFrame, columns) -> pd.DataFrame:
-    out = frame.reindex(columns=list(columns)).reset_index(drop=True)
+def _combine(frame: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    out = frame.reset_index(drop=True)
     for name in results.columns:
         out[name] = results[name].to_numpy()
     return out
 
 
-def _assemble(corpus: Corpus, writer: outputs.OutputWriter, results_for: Callable, tally: _Tally) -> None:
-    """Write every input file's rows with their results, file by file, in input order."""
+def _assemble(corpus: Corpus, writer: outputs.OutputWriter, results_for: Callable, tally: _Tally, rows: int) -> None:
+    """Write every input file's rows with their results, ``rows`` at a time, in input order.
+
+    ``results_for(file index, first row, frame)`` gives the result columns of those rows of that file.
+    """
     for index, file in enumerate(corpus.files):
-        frame = read_frame(file.path)
-        stat = file.path.stat()
-        if len(frame) != file.rows or stat.st_size != file.size or stat.st_mtime_ns != file.mtime_ns:
-            raise ScoreError(f"--input {file.path} changed while it was being scored; run the command again")
-        results = results_for(index, frame)
-        if len(results) != len(frame):
-            raise ScoreError(f"internal error: {len(results)} results for the {len(frame)} rows of {file.path}")
-        tally.add(file.path, results)
-        writer.append(_combine(frame, results, corpus.columns))
+        file.ensure_unchanged()
+        start = 0
+        for frame in iter_frames(file.path, rows, columns=corpus.columns, scan_lines=False):
+            if not len(frame):  # a file with no rows
+                continue
+            if start + len(frame) > file.rows:
+                raise ScoreError(f"--input {file.path} changed while it was being scored; run the command again")
+            results = results_for(index, start, frame)
+            if len(results) != len(frame):
+                raise ScoreError(f"internal error: {len(results)} results for rows {start}-{start + len(frame) - 1} "
+                                 f"of {file.path}")
+            tally.add(file.path, start, results)
+            writer.append(_combine(frame, results))
+            start += len(frame)
+        if start != file.rows:
+            raise ScoreError(f"--input {file.path} changed while it was being scored ({start} rows, was {file.rows}); "
+                             "run the command again")
+        file.ensure_unchanged()
 
 
 def progress_bar(total: int, initial: int, quiet: bool):
@@ -177,7 +190,7 @@ def score_corpus(options: ScoreOptions) -> ScoreSummary:
     labels, digest = check_artifact(options.artifact)
     output = Path(options.output).expanduser().resolve()
     outputs.output_format(output)
-    corpus = check_corpus(options.input, options.text_column, result_columns(labels), output)
+    corpus = check_corpus(options.input, options.text_column, result_columns(labels), output, options.shard_rows)
     schema = outputs.output_schema(corpus.schema, labels)
     if output.exists():
         logger.info("%s exists: it is replaced when the new output is complete", output)
@@ -232,17 +245,13 @@ def _score_local(options, corpus, output, schema, labels, digest) -> ScoreSummar
             with progress_bar(corpus.rows, done_rows, options.quiet) as bar:
                 run_local(corpus, store, todo, options.artifact, workers, threads, options.batch_size, bar)
         with outputs.OutputWriter(output, schema) as writer:
-            _assemble(corpus, writer, lambda index, frame: _file_results(store, shards, index, labels), tally)
+            # the input is read again in shards of the same size: rows start:start+len(frame) are one shard's part
+            _assemble(corpus, writer, lambda index, start, frame: store.read(Shard(index, start, start + len(frame))),
+                      tally, options.shard_rows)
             writer.commit()
         store.remove()
     return ScoreSummary(output, "local", workers, threads, corpus.rows, corpus.rows - done_rows, 0.0,
                         dict(tally.labels), dict(tally.errors), tally.examples)
-
-
-def _file_results(store: PartStore, shards, index: int, labels) -> pd.DataFrame:
-    """The result columns of input file ``index``, from its parts in row order."""
-    parts = list(store.iter_file(shards, index))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({name: [] for name in result_columns(labels)})
 
 
 def _score_ray(options, corpus, output, schema, labels) -> ScoreSummary:
@@ -257,7 +266,8 @@ def _score_ray(options, corpus, output, schema, labels) -> ScoreSummary:
     with ray_engine.RayScorer(options, corpus) as scorer:
         with progress_bar(corpus.rows, 0, options.quiet) as bar, outputs.OutputWriter(output, schema) as writer:
             stream = scorer.stream(bar)
-            _assemble(corpus, writer, lambda index, frame: stream.take(frame[corpus.text_column].tolist()), tally)
+            _assemble(corpus, writer, lambda index, start, frame: stream.take(frame[corpus.text_column].tolist()),
+                      tally, options.shard_rows)
             stream.finish()
             writer.commit()
         workers, threads = scorer.workers, scorer.threads

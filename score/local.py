@@ -5,9 +5,11 @@ number of workers: N workers become N OpenVINO streams of T threads in this proc
 ``AsyncInferQueue`` (OpenVINO's throughput setting; measured against N worker processes on the same thread
 budget: docs/scoring.md), one model in memory instead of N; the answers are the same bit for bit.
 
-Otherwise the parent reads the texts, hands each worker one shard at a time (up to 2 per worker queued) and
-writes every result it gets back as a verified part (`shards.PartStore`). Workers are spawned (no fork of a
-process holding pyarrow/onnxruntime thread pools) and ignore Ctrl-C; the parent decides.
+Otherwise the parent reads the texts (`inputs.TextReader`: the text column, in file order, a chunk at a time),
+hands each worker one shard at a time (up to 2 per worker queued) and writes every result it gets back as a
+verified part (`shards.PartStore`): what it holds is the shards in flight, whatever the size of the corpus.
+Workers are spawned (no fork of a process holding pyarrow/onnxruntime thread pools) and ignore Ctrl-C; the
+parent decides.
 
 A worker that dies (killed, out of memory, a crash in native code) breaks the pool: the shards that were
 in flight go back to the queue and a fresh pool takes over; finished parts are never redone, so no row is
@@ -29,7 +31,7 @@ from typing import Optional, Sequence
 
 from structbert_lite.errors import StructbertLiteError
 from structbert_lite.score import ScoreError
-from structbert_lite.score.inputs import Corpus, read_text_values
+from structbert_lite.score.inputs import Corpus, TextReader
 from structbert_lite.score.shards import PartStore, Shard
 
 logger = logging.getLogger(__name__)
@@ -62,40 +64,27 @@ def _score_shard(values: list, batch_size: int):
     return score_values(_classifier, values, batch_size)
 
 
-class _TextCache:
-    """The text column of the last two files read (shards arrive in file order; a re-run may step back)."""
-
-    def __init__(self, corpus: Corpus):
-        self.corpus = corpus
-        self._values: dict[int, list] = {}
-
-    def values(self, shard: Shard) -> list:
-        if shard.file_index not in self._values:
-            if len(self._values) >= 2:
-                self._values.pop(next(iter(self._values)))
-            file = self.corpus.files[shard.file_index]
-            values = read_text_values(file.path, self.corpus.text_column)
-            if len(values) != file.rows:
-                raise ScoreError(
-                    f"--input {file.path} changed while it was being scored ({len(values)} rows, was {file.rows})"
-                )
-            self._values[shard.file_index] = values
-        return self._values[shard.file_index][shard.start : shard.stop]
-
-
 def run_local(corpus: Corpus, store: PartStore, shards: Sequence[Shard], artifact: Path, workers: int,
               threads: int, batch_size: int, progress=None) -> None:
     """Score ``shards`` into ``store``; returns when every one has a verified part."""
-    texts = _TextCache(corpus)
-    streams = openvino_streams(artifact, workers)
-    if workers == 1 or streams > 1:
-        _run_inline(shards, texts, store, artifact, threads, batch_size, progress, streams)
-        return
+    texts = TextReader(corpus)
+    try:
+        streams = openvino_streams(artifact, workers)
+        if workers == 1 or streams > 1:
+            _run_inline(shards, texts, store, artifact, threads, batch_size, progress, streams)
+        else:
+            _run_workers(corpus, store, shards, texts, str(artifact), workers, threads, batch_size, progress)
+    finally:
+        texts.close()
+
+
+def _run_workers(corpus, store, shards, texts, artifact: str, workers, threads, batch_size, progress) -> None:
+    """Shards through pools of worker processes; the shards in flight when a worker dies go to a fresh pool."""
     todo = collections.deque(shards)
     attempts: collections.Counter = collections.Counter()
     context = multiprocessing.get_context("spawn")
     while todo:
-        lost = _run_pool(context, todo, texts, store, str(artifact), workers, threads, batch_size, progress)
+        lost = _run_pool(context, todo, texts, store, artifact, workers, threads, batch_size, progress)
         if not lost:
             continue
         attempts.update(lost)
@@ -129,7 +118,8 @@ def _run_inline(shards, texts, store, artifact, threads, batch_size, progress, s
 
     classifier = open_variant(Path(artifact), threads=threads, streams=streams)
     for shard in shards:
-        store.write(shard, score_values(classifier, texts.values(shard), batch_size))
+        store.write(shard, score_values(classifier, texts.values(shard.file_index, shard.start, shard.stop),
+                                        batch_size))
         if progress is not None:
             progress.update(shard.rows)
 
@@ -171,8 +161,9 @@ def _submit_more(pool, todo, running: dict, texts, batch_size: int, limit: int) 
     worker died between two submissions: the shard that was refused goes back to the front of ``todo``)."""
     while todo and len(running) < limit:
         shard = todo.popleft()
+        values = texts.values(shard.file_index, shard.start, shard.stop)
         try:
-            running[pool.submit(_score_shard, texts.values(shard), batch_size)] = shard
+            running[pool.submit(_score_shard, values, batch_size)] = shard
         except BrokenProcessPool:
             todo.appendleft(shard)
             return False

@@ -1,12 +1,16 @@
 """Output files: the input columns plus the result columns, as Parquet, CSV, TSV or JSONL, written atomically.
 
-Rows are appended chunk by chunk (one input file at a time) to a temporary file beside the output
+Rows are appended chunk by chunk (one shard of an input file at a time) to a temporary file beside the output
 (``.<name>.tmp-<pid>``), which is fsynced and renamed over ``--output`` only when every row is in it: a
 reader sees the old file or the complete new one, never half, and a killed run leaves no output at all.
+What the writer holds is one Parquet row group at most (`ROW_GROUP_BYTES`/`ROW_GROUP_ROWS`); CSV/TSV/JSONL
+rows go to the file as they come.
 
-Parquet needs one schema for the whole file, taken from every input file (`unify_schemas`): a column whose
-type differs between shards, or that mixes types inside one file (JSONL), is written as strings (non-string
-values as JSON). CSV/TSV/JSONL write values as they are.
+Parquet needs one schema for the whole file, taken from every chunk of every input file (`unify_schemas`):
+numbers of different types become float64, nested types are promoted (an empty list's ``list<null>`` and
+``list<string>`` give ``list<string>``, struct fields are merged), and a column whose types cannot be unified
+(an int beside a string, in one file or across shards) is written as strings (non-string values as JSON).
+CSV/TSV/JSONL write values as they are.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".tsv", ".jsonl")
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError, ValueError)
+# A Parquet row group is written when the rows held reach either bound: the writer's memory does not grow with the
+# output, and readers get row groups of a useful size (not one per 512-row shard).
+ROW_GROUP_BYTES = 8 * 1024 * 1024  # Arrow bytes of the rows held
+ROW_GROUP_ROWS = 64 * 1024
 
 
 def output_format(path: Path) -> str:
@@ -78,7 +86,7 @@ def valid_text_frame(frame: pd.DataFrame) -> pd.DataFrame:
         values = frame[column]
         if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
             cleaned = [_valid_text(v) if isinstance(v, str) else v for v in values]
-            if any(a is not b for a, b in zip(cleaned, values)):
+            if any(a is not b for a, b in zip(cleaned, values, strict=True)):
                 fixed[column] = pd.Series(cleaned, index=frame.index, dtype=object)
     return frame.assign(**fixed) if fixed else frame
 
@@ -107,7 +115,10 @@ def _unify_type(types: Sequence[pa.DataType]) -> pa.DataType:
         return known[0]
     if all(pa.types.is_integer(t) or pa.types.is_floating(t) for t in known):
         return pa.float64()
-    return pa.string()
+    try:  # nested types that Arrow can widen into one (list<null> + list<string>, struct fields merged)
+        return pa.unify_schemas([pa.schema([("v", t)]) for t in known], promote_options="permissive").field("v").type
+    except _ARROW_ERRORS:
+        return pa.string()
 
 
 def unify_schemas(schemas: Iterable[pa.Schema]) -> pa.Schema:
@@ -192,6 +203,9 @@ class OutputWriter:
         self.rows = 0
         self.temp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
         self._parquet = None
+        self._held: list[pa.Table] = []  # Parquet: rows of the row group being gathered
+        self._held_bytes = 0
+        self._text = None  # CSV/TSV/JSONL: the open temporary file
         self._started = False
 
     def __enter__(self) -> "OutputWriter":
@@ -209,30 +223,47 @@ class OutputWriter:
         if self.suffix == ".parquet":
             import pyarrow.parquet as pq
 
-            table = cast_table(arrow_table(frame), self.schema)
-            if self._parquet is None:
+            if self._parquet is None:  # opened with the first rows: the file grows from the first shard on
                 self._parquet = pq.ParquetWriter(self.temp, self.schema)
-            self._parquet.write_table(table)
-        elif self.suffix in (".csv", ".tsv"):
-            sep = "\t" if self.suffix == ".tsv" else ","
-            frame.to_csv(self.temp, mode="a", header=not self._started, index=False, sep=sep, encoding="utf-8")
+            table = cast_table(arrow_table(frame), self.schema)
+            self._held.append(table)
+            self._held_bytes += table.nbytes
+            if self._held_bytes >= ROW_GROUP_BYTES or sum(t.num_rows for t in self._held) >= ROW_GROUP_ROWS:
+                self._write_row_group()
         else:
-            with open(self.temp, "a", encoding="utf-8") as fh:
+            if self._text is None:  # newline="": values keep their own line breaks (as pandas writes a path)
+                self._text = open(self.temp, "w", encoding="utf-8", newline="")
+            if self.suffix in (".csv", ".tsv"):
+                sep = "\t" if self.suffix == ".tsv" else ","
+                frame.to_csv(self._text, header=not self._started, index=False, sep=sep)
+            else:
                 for record in frame.to_dict(orient="records"):
                     row = {str(k): _json_value(v) for k, v in record.items()}
-                    fh.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+                    self._text.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
         self._started = True
         self.rows += len(frame)
 
+    def _write_row_group(self) -> None:
+        if self._held:
+            table = pa.concat_tables(self._held)
+            self._parquet.write_table(table, row_group_size=max(1, table.num_rows))  # the held rows: one row group
+        self._held, self._held_bytes = [], 0
+
     def _close(self) -> None:
+        self._held, self._held_bytes = [], 0
         if self._parquet is not None:
             self._parquet.close()
             self._parquet = None
+        if self._text is not None:
+            self._text.close()
+            self._text = None
 
     def commit(self) -> Path:
         """fsync the temporary file and rename it over ``path`` (atomic on one filesystem)."""
         if not self._started:
             self.append(pd.DataFrame({field.name: [] for field in self.schema}))
+        if self.suffix == ".parquet":
+            self._write_row_group()
         self._close()
         fsync_dir(self.temp)
         os.replace(self.temp, self.path)

@@ -31,9 +31,9 @@ import ray
 import ray.data
 from ray.data.datasource import FileBasedDatasource
 
-from structbert_lite.score import ScoreError
-from structbert_lite.score.inputs import Corpus, read_text_values
 from structbert_lite.runtime import read_label_names
+from structbert_lite.score import ScoreError
+from structbert_lite.score.inputs import Corpus, iter_frames
 from structbert_lite.score.texts import result_columns, row_key, score_values
 
 logger = logging.getLogger(__name__)
@@ -44,15 +44,15 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 class TextColumnDatasource(FileBasedDatasource):
-    """The text column of CSV/TSV/JSON/JSONL files, read with `inputs.read_text_values` (the local reader)."""
+    """The text column of each input file, read with `inputs.iter_frames` (the local reader), a block of
+    ``RAY_BATCH_ROWS`` at a time."""
 
     def __init__(self, paths: list[str], text_column: str):
         super().__init__(paths)
         self.text_column = text_column
 
     def _read_stream(self, f, path: str) -> Iterator[pd.DataFrame]:
-        values = read_text_values(Path(path), self.text_column)
-        yield pd.DataFrame({self.text_column: pd.Series(values, dtype=object)})
+        yield from iter_frames(Path(path), RAY_BATCH_ROWS, columns=[self.text_column])
 
 
 class ScoreActor:

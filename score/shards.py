@@ -22,7 +22,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import pandas as pd
 import pyarrow as pa
@@ -167,11 +167,6 @@ class PartStore:
         if not self.is_done(shard):
             raise ScoreError(f"{self._paths(shard)[0]} is missing or corrupt; run the same command again to redo it")
         return pq.read_table(self._paths(shard)[0]).to_pandas()
-
-    def iter_file(self, shards: Sequence[Shard], file_index: int) -> Iterator[pd.DataFrame]:
-        for shard in shards:
-            if shard.file_index == file_index:
-                yield self.read(shard)
 
     def remove(self) -> None:
         """Delete the folder (the output is committed: nothing left to resume)."""

@@ -70,7 +70,7 @@ def build_config(name: str, model_path: Path, num_labels: int, max_batch_size: i
     config = pb2.ModelConfig(name=name, backend="onnxruntime", max_batch_size=max_batch_size if batch_invariant else 1)
     for input_name, (dtype, dims) in inputs.items():
         config.input.add(name=input_name, data_type=pb2.DataType.Value(dtype), dims=[-1] * (len(dims) - 1))
-    for output_name, (dtype, dims) in outputs.items():
+    for output_name, (dtype, _dims) in outputs.items():
         output = config.output.add(name=output_name, data_type=pb2.DataType.Value(dtype), dims=[num_labels])
         if output_name == "logits":
             output.label_filename = LABELS_NAME
@@ -109,7 +109,8 @@ def check_config(config_text: str, model_path: Path) -> list[str]:
                 declared_type = pb2.DataType.Name(tensor.data_type)
                 problems.append(f"{kind} {tensor.name!r} is {declared_type}, the graph says {dtype}")
             expected = dims[1:]
-            if len(tensor.dims) != len(expected) or any(e not in (-1, d) for d, e in zip(tensor.dims, expected)):
+            same_rank = len(tensor.dims) == len(expected)
+            if not same_rank or any(e not in (-1, d) for d, e in zip(tensor.dims, expected, strict=True)):
                 problems.append(
                     f"{kind} {tensor.name!r} has dims {list(tensor.dims)}, the graph has {expected} after the batch"
                 )
