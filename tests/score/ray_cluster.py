@@ -51,7 +51,8 @@ class LocalRayCluster:
         ]
         env = {**self.env, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # stop now, no 30 s drain
         self.log = open(self.folder / "ray-start.log", "w")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                        start_new_session=True)
         self._wait_until_up()
         return self
 
@@ -84,6 +85,8 @@ class LocalRayCluster:
     def __exit__(self, *exc) -> None:
         if self.process is None:
             return
+        import psutil
+
         leftovers = self.descendants()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -95,7 +98,7 @@ class LocalRayCluster:
         for child in leftovers:  # only processes this cluster started, by pid
             try:
                 child.kill()
-            except Exception:  # already gone
+            except psutil.Error:  # already gone (NoSuchProcess), or no longer ours to kill (AccessDenied)
                 pass
         self.log.close()
         self.process = None

@@ -38,7 +38,8 @@ def build_variant(folder: Path, int8: bool = False, seed: int = 3) -> Path:
                 shutil.copyfile(item, folder / item.name)
         quantize_dynamic(str(fp32 / "model.onnx"), str(folder / "model.onnx"))
         shutil.rmtree(fp32)
-        fields = {"name": "tiny", "variant": "int8-dynamic", "quantization": {"tool": "onnxruntime.quantization.quantize_dynamic"}}
+        fields = {"name": "tiny", "variant": "int8-dynamic",
+                  "quantization": {"tool": "onnxruntime.quantization.quantize_dynamic"}}
     (folder / "README.md").write_text("# tiny\n\nA random 2-layer BERT for the score tests.\n", encoding="utf-8")
     write_manifest(folder, fields)
     return folder

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from score_support import BAD_VALUES, make_texts, read_output, write_jsonl
+
 from structbert_lite.cli import main
 
 
@@ -136,5 +136,5 @@ def test_bad_rows_are_kept_in_place_with_an_error(suffix, fp32_variant, tmp_path
     assert [("" if pd.isna(e) else e) for e in frame["error"]] == expected_errors
     scored = [e == "" for e in expected_errors]
     labels = frame["label"].tolist()
-    assert all((lab in ("Negative", "Positive")) == ok for lab, ok in zip(labels, scored)), labels
+    assert all((lab in ("Negative", "Positive")) == ok for lab, ok in zip(labels, scored, strict=True)), labels
     assert not list(tmp_path.glob(".*tmp*")) and not (tmp_path / f"scored{suffix}.parts").exists()

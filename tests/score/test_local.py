@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-
 from score_support import BAD_VALUES, assert_same_results, make_texts, read_output, write_jsonl_shards
+
 from structbert_lite.score.job import ScoreOptions, score_corpus
 
 SHARD_ROWS = 64
@@ -52,7 +52,8 @@ def reference(corpus, int8_variant, tmp_path_factory) -> pd.DataFrame:
 
 def _start(variant, corpus, output, workers=2, shard_rows=SHARD_ROWS) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(variant), str(corpus / "*.jsonl"), str(output), str(workers), str(shard_rows)],
+        [sys.executable, "-c", RUNNER, str(variant), str(corpus / "*.jsonl"), str(output), str(workers),
+         str(shard_rows)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
 
@@ -110,9 +111,11 @@ def test_a_killed_command_resumes_from_its_verified_parts(corpus, int8_variant, 
     # A part that no longer matches its sidecar is redone, not trusted.
     finished[0].write_bytes(finished[0].read_bytes()[:-10])
     # Resuming with other settings would mix two plans: refused.
-    mixed = subprocess.run([sys.executable, "-c", RUNNER, str(int8_variant), str(corpus / "*.jsonl"), str(output), "2", "32"],
+    mixed = subprocess.run([sys.executable, "-c", RUNNER, str(int8_variant), str(corpus / "*.jsonl"), str(output),
+                            "2", "32"],
                            capture_output=True, text=True, timeout=300)
-    assert mixed.returncode != 0 and "holds the unfinished parts of a different run (changed: shard_rows)" in mixed.stderr
+    assert mixed.returncode != 0
+    assert "holds the unfinished parts of a different run (changed: shard_rows)" in mixed.stderr
     resumed = _start(int8_variant, corpus, output)
     out, err = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, err
@@ -146,7 +149,8 @@ def test_shards_with_different_column_types_assemble_in_order(fp32_variant, tmp_
         summary = score_corpus(ScoreOptions(fp32_variant, str(data / "*.parquet"), output, workers=1, quiet=True))
         frame = read_output(output)
         assert summary.rows == 30 and len(frame) == 30
-        assert [str(i) for i in frame["id"]] == [str(i) for i in range(20, 30)] + [str(i) for i in range(10)] + [f"s{i}" for i in range(10, 20)]
+        expected_ids = [str(i) for i in range(20, 30)] + [str(i) for i in range(10)] + [f"s{i}" for i in range(10, 20)]
+        assert [str(i) for i in frame["id"]] == expected_ids
         assert frame["text"].tolist() == texts[20:] + texts[:10] + texts[10:20]
         assert list(frame.columns)[:3] == ["id", "text", "extra"] and frame["label"].notna().all()
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
-
 from score_support import BAD_VALUES, assert_same_results, make_texts, read_output, score_command, write_jsonl_shards
+
 from structbert_lite.score.job import ScoreOptions, score_corpus
 
 ray = pytest.importorskip("ray")
@@ -66,8 +66,9 @@ def _score_actors(cluster: LocalRayCluster) -> list[psutil.Process]:
 def test_ray_matches_local_and_survives_a_killed_actor(cluster, corpus, int8_variant, tmp_path):
     expected = _local(int8_variant, str(corpus / "*.jsonl"), tmp_path / "local.parquet")
     output = tmp_path / "ray.parquet"
-    command = score_command("--artifact", str(int8_variant), "--input", str(corpus / "*.jsonl"), "--output", str(output),
-                            "--engine", "ray", "--ray-address", cluster.address, "--workers", "2")
+    command = score_command("--artifact", str(int8_variant), "--input", str(corpus / "*.jsonl"),
+                            "--output", str(output), "--engine", "ray", "--ray-address", cluster.address,
+                            "--workers", "2")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
     deadline = time.monotonic() + RUN_TIMEOUT_S
     temp = tmp_path / f".ray.parquet.tmp-{process.pid}"
@@ -96,7 +97,8 @@ def test_ray_reads_parquet_shards_and_starts_its_own_cluster(fp32_variant, tmp_p
     for n in range(3):
         part = pd.DataFrame({"id": range(400 * n, 400 * (n + 1)), "text": texts[400 * n:400 * (n + 1)]})
         part.to_parquet(data / f"part-{n}.parquet")
-    pd.DataFrame({"id": pd.Series([], dtype="int64"), "text": pd.Series([], dtype=object)}).to_parquet(data / "part-1-empty.parquet")
+    empty = pd.DataFrame({"id": pd.Series([], dtype="int64"), "text": pd.Series([], dtype=object)})
+    empty.to_parquet(data / "part-1-empty.parquet")
     expected = _local(fp32_variant, str(data / "*.parquet"), tmp_path / "local.csv")
     output = tmp_path / "ray.csv"
     # The cluster fixture's token settings (a started local instance takes its token from there, not from

@@ -36,8 +36,8 @@ def test_score_sources_import_no_torch():
 def test_a_scoring_process_loads_no_torch(fp32_variant, tmp_path):
     source = tmp_path / "in.csv"
     source.write_text("text\n好\n差\n", encoding="utf-8")
-    result = subprocess.run([sys.executable, "-c", PROBE, str(fp32_variant), str(source), str(tmp_path / "out.parquet")],
-                            capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-c", PROBE, str(fp32_variant), str(source), str(tmp_path / "out.parquet")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["rows"] == 2

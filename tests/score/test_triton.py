@@ -27,17 +27,20 @@ def test_export_triton_writes_a_valid_repository(fp32_variant, tmp_path, capsys)
                  "--max-batch-size", "16", "--instances", "2"]) == 0
     assert "tritonserver --model-repository" in capsys.readouterr().out
     model = repo / "structbert"
-    assert sorted(p.relative_to(model).as_posix() for p in model.rglob("*")) == ["1", "1/model.onnx", "config.pbtxt", "labels.txt"]
+    files = sorted(p.relative_to(model).as_posix() for p in model.rglob("*"))
+    assert files == ["1", "1/model.onnx", "config.pbtxt", "labels.txt"]
     assert _sha(model / "1" / "model.onnx") == _sha(fp32_variant / "model.onnx")
     assert (model / "labels.txt").read_text(encoding="utf-8").split() == ["Negative", "Positive"]
     text = (model / "config.pbtxt").read_text(encoding="utf-8")
     config = text_format.Parse(text, model_config_pb2.ModelConfig())  # Triton's own schema
     assert (config.name, config.backend, config.max_batch_size) == ("structbert", "onnxruntime", 16)
     assert {i.name: (model_config_pb2.DataType.Name(i.data_type), list(i.dims)) for i in config.input} == {
-        "input_ids": ("TYPE_INT64", [-1]), "attention_mask": ("TYPE_INT64", [-1]), "token_type_ids": ("TYPE_INT64", [-1])}
+        "input_ids": ("TYPE_INT64", [-1]), "attention_mask": ("TYPE_INT64", [-1]),
+        "token_type_ids": ("TYPE_INT64", [-1])}
     (output,) = config.output
-    assert (output.name, model_config_pb2.DataType.Name(output.data_type), list(output.dims), output.label_filename) == (
-        "logits", "TYPE_FP32", [2], "labels.txt")
+    described = (output.name, model_config_pb2.DataType.Name(output.data_type), list(output.dims),
+                 output.label_filename)
+    assert described == ("logits", "TYPE_FP32", [2], "labels.txt")
     assert config.HasField("dynamic_batching")
     assert [(g.kind, g.count) for g in config.instance_group] == [(model_config_pb2.ModelInstanceGroup.KIND_CPU, 2)]
     assert check_config(text, model / "1" / "model.onnx") == []
@@ -55,7 +58,8 @@ def test_export_triton_writes_a_valid_repository(fp32_variant, tmp_path, capsys)
 @pytest.mark.parametrize(
     "edit, problem",
     [
-        (lambda t: t.replace('backend: "onnxruntime"', 'backend: "onnxruntime"\nmax_batch_sizes: 3'), "not a valid Triton ModelConfig"),
+        (lambda t: t.replace('backend: "onnxruntime"', 'backend: "onnxruntime"\nmax_batch_sizes: 3'),
+         "not a valid Triton ModelConfig"),
         (lambda t: t.replace("TYPE_INT64", "TYPE_INT32", 1), "is TYPE_INT32, the graph says TYPE_INT64"),
         (lambda t: t.replace('name: "logits"', 'name: "probs"'), "output 'probs' is not in the ONNX graph"),
         (lambda t: t.replace("dims: 2", "dims: 3"), "has dims [3], the graph has [2]"),
