@@ -18,7 +18,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", default=None, help="a ModelScope-layout checkpoint folder (default: random weights)")
     parser.add_argument("--config", default=None, help="pipeline config whose variants are ours, built by its steps "
                         "(default: configs/structbert-base.yaml, the published recipe)")
-    parser.add_argument("--shapes", default="base,student", help="model shapes to run, comma-separated (default: base,student; "
+    parser.add_argument("--shapes", default="base,student", help="model shapes to run, comma-separated "
+                        "(default: base,student; "
                         "student = the config's distill step's student size on the same vocabulary)")
     parser.add_argument("--threads", type=int, default=2, help="thread budget of every contender (default: 2)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default: 3; quick: 1)")
@@ -66,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = BenchSettings.quick_run(**overrides) if args.quick else BenchSettings.full_run(**overrides)
     command = "python -m structbert_lite.bench " + " ".join(shlex.quote(a) for a in argv)
     results = run_benchmark(settings, args.out, command.strip())
-    print(f"wrote {args.out / 'results.json'}, {args.out / 'report.md'}, {args.out / 'chart.png'} in {results['wall_s']:.0f} s")
+    print(f"wrote {args.out / 'results.json'}, {args.out / 'report.md'}, {args.out / 'chart.png'} "
+          f"in {results['wall_s']:.0f} s")
     if not results["trust"]["verified"]:
         print("  NOT VERIFIED (do not quote these figures): " + "; ".join(results["trust"]["reasons"][:3]))
     for check in results["checks"]:

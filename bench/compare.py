@@ -51,7 +51,8 @@ def points_of(contenders: dict) -> list[str]:
 
 
 def compare(contenders: dict) -> dict:
-    """{point: {baseline, best_peer, best_peer_value, best_ours, best_ours_value, ratios: {name: {vs_baseline, vs_best_peer}}}}."""
+    """{point: {baseline, best_peer, best_peer_value, best_ours, best_ours_value,
+    ratios: {name: {vs_baseline, vs_best_peer}}}}."""
     table = {}
     for point in points_of(contenders):
         peer, peer_value = best_at(contenders, point, ("baseline", "peer"))
@@ -77,12 +78,17 @@ def issue_checks(shape: str, contenders: dict, comparisons: dict) -> list[dict]:
     checks = []
     for point in WIN_POINTS + (THROUGHPUT,):
         row = comparisons.get(point) or {}
-        value = faster(point, row["best_ours_value"], row["best_peer_value"]) if row.get("best_ours_value") and row.get("best_peer_value") else None
+        both = row.get("best_ours_value") and row.get("best_peer_value")
+        value = faster(point, row["best_ours_value"], row["best_peer_value"]) if both else None
         where = "corpus throughput" if point == THROUGHPUT else point
-        checks.append(_check(f"{shape}: our fastest ({row.get('best_ours') or '—'}) vs the best peer ({row.get('best_peer') or '—'}) at {where}", value, 1.0))
+        name = (f"{shape}: our fastest ({row.get('best_ours') or '—'}) vs the best peer "
+                f"({row.get('best_peer') or '—'}) at {where}")
+        checks.append(_check(name, value, 1.0))
     row = comparisons.get(MIN_SPEEDUP_POINT) or {}
-    value = faster(MIN_SPEEDUP_POINT, row["best_ours_value"], row["baseline"]) if row.get("best_ours_value") and row.get("baseline") else None
-    checks.append(_check(f"{shape}: our fastest ({row.get('best_ours') or '—'}) vs PyTorch FP32 at {MIN_SPEEDUP_POINT}", value, MIN_SPEEDUP))
+    both = row.get("best_ours_value") and row.get("baseline")
+    value = faster(MIN_SPEEDUP_POINT, row["best_ours_value"], row["baseline"]) if both else None
+    checks.append(_check(f"{shape}: our fastest ({row.get('best_ours') or '—'}) vs PyTorch FP32 at {MIN_SPEEDUP_POINT}",
+                         value, MIN_SPEEDUP))
     return checks + batching_checks(shape, contenders)
 
 

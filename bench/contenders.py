@@ -35,15 +35,19 @@ PEERS = {
                   lambda p, s: peers.pytorch_fp32(p), BOTH),
         Contender("pytorch-int8-dynamic", "peer", "int8", "torch.ao.quantization.quantize_dynamic(nn.Linear, qint8)",
                   lambda p, s: peers.pytorch_int8(p), BOTH),
-        Contender("optimum-avx2-int8", "peer", "int8", "optimum main_export + ORTQuantizer AutoQuantizationConfig.avx2(is_static=False)",
+        Contender("optimum-avx2-int8", "peer", "int8",
+                  "optimum main_export + ORTQuantizer AutoQuantizationConfig.avx2(is_static=False)",
                   lambda p, s: peers.optimum_avx2(p)),
-        Contender("ort-recipe-int8", "peer", "int8", "onnxruntime optimize_model(bert) + quantize_dynamic(QInt8, per_channel, reduce_range)",
+        Contender("ort-recipe-int8", "peer", "int8",
+                  "onnxruntime optimize_model(bert) + quantize_dynamic(QInt8, per_channel, reduce_range)",
                   lambda p, s: peers.ort_recipe_int8(p), BOTH),
-        Contender("openvino-default", "peer", "fp32", "OpenVINO CPU on our FP32 ONNX at its default inference precision",
+        Contender("openvino-default", "peer", "fp32",
+                  "OpenVINO CPU on our FP32 ONNX at its default inference precision",
                   lambda p, s: peers.openvino_default(p)),
         Contender("openvino-f32", "peer", "fp32", "OpenVINO CPU on our FP32 ONNX, INFERENCE_PRECISION_HINT=f32",
                   lambda p, s: peers.openvino_f32(p)),
-        Contender("openvino-int8-nncf", "peer", "int8", "nncf.quantize(model_type=TRANSFORMER) of our FP32 ONNX, real-review calibration",
+        Contender("openvino-int8-nncf", "peer", "int8",
+                  "nncf.quantize(model_type=TRANSFORMER) of our FP32 ONNX, real-review calibration",
                   lambda p, s: peers.openvino_int8_nncf(p, s.calibration_texts), BOTH),
     )
 }
@@ -68,8 +72,10 @@ def ours(prep: Prepared) -> dict[str, tuple[Contender, ContenderSpec]]:
             spec = ContenderSpec(name, "onnxruntime", artifact.path, prep.tokenizer_dir,
                                  options={"batching": "one" if quantized else "padded"})
         else:
+            source = (artifact.meta.get("openvino") or {}).get("source")
             spec = ContenderSpec(name, "openvino", artifact.path, prep.tokenizer_dir,
-                                 options={"precision": None, "batching": "exact-length"})
+                                 options={"precision": None, "batching": "exact-length", "nncf_input": source,
+                                          "ir": peers.openvino_ir_facts(artifact.path / "openvino_model.xml")})
         found[name] = (contender, spec)
     return found
 
@@ -79,6 +85,7 @@ def not_built(prep: Prepared) -> dict[str, tuple[Contender, str]]:
     published = {v.name: v for v in prep.cfg.variants if v.publish}
     return {
         OURS_PREFIX + name: (Contender(OURS_PREFIX + name, "ours", "int8" if "int8" in name else "fp32",
-                                       f"our {name} artifact (step {published[name].step})", lambda p, s: None, BOTH), why)
+                                       f"our {name} artifact (step {published[name].step})", lambda p, s: None,
+                                       BOTH), why)
         for name, why in prep.ours_failures.items() if name in published
     }

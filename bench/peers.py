@@ -9,13 +9,15 @@ raises; the runner records the error as the contender's result.
 | pytorch-fp32 | `BertForSequenceClassification.from_pretrained`, eager, `torch.inference_mode()` (the baseline) |
 | pytorch-int8-dynamic | `torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, qint8)` at load |
 | optimum-avx2-int8 | optimum `main_export`, then `ORTQuantizer` with `AutoQuantizationConfig.avx2(is_static=False)` |
-| ort-recipe-int8 | the 20-line recipe: `optimizer.optimize_model(model_type="bert")` + `quantize_dynamic(S8, per_channel, reduce_range)` |
+| ort-recipe-int8 | `optimizer.optimize_model(model_type="bert")` + `quantize_dynamic(S8, per_channel, reduce_range)` |
 | openvino-default | OpenVINO CPU on the FP32 export at its default inference precision (bf16 on CPUs that have it) |
 | openvino-f32 | the same with `INFERENCE_PRECISION_HINT=f32` |
-| openvino-int8-nncf | `nncf.quantize(model, nncf.Dataset(feeds), model_type=TRANSFORMER)`, 64 real reviews tokenized as served |
+| openvino-int8-nncf | `nncf.quantize(read_model(onnx), Dataset(feeds), model_type=TRANSFORMER)`, 64 reviews as served |
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from structbert_lite.bench.prepare import HF_LOADER, Prepared
 from structbert_lite.measure.contenders import ContenderSpec
@@ -27,7 +29,8 @@ def pytorch_fp32(prep: Prepared) -> ContenderSpec:
 
 def pytorch_int8(prep: Prepared) -> ContenderSpec:
     # Quantized in the worker at load time, as a user would; its cold start includes quantize_dynamic.
-    return ContenderSpec("pytorch-int8-dynamic", "torch", prep.torch_dir, prep.tokenizer_dir, HF_LOADER, {"quantize": "dynamic-int8"})
+    return ContenderSpec("pytorch-int8-dynamic", "torch", prep.torch_dir, prep.tokenizer_dir, HF_LOADER,
+                         {"quantize": "dynamic-int8"})
 
 
 def optimum_avx2(prep: Prepared) -> ContenderSpec:
@@ -43,7 +46,8 @@ def optimum_avx2(prep: Prepared) -> ContenderSpec:
     model_path = next(iter(sorted(quant_dir.glob("*quantized*.onnx"))), None)
     if model_path is None:
         raise FileNotFoundError(f"ORTQuantizer wrote no *quantized*.onnx into {quant_dir}")
-    return ContenderSpec("optimum-avx2-int8", "onnxruntime", model_path, prep.tokenizer_dir, options={"preset": str(qconfig)})
+    return ContenderSpec("optimum-avx2-int8", "onnxruntime", model_path, prep.tokenizer_dir,
+                         options={"preset": str(qconfig)})
 
 
 def ort_recipe_int8(prep: Prepared) -> ContenderSpec:
@@ -59,7 +63,8 @@ def ort_recipe_int8(prep: Prepared) -> ContenderSpec:
     fused.save_model_to_file(str(out / "model.fused.onnx"))
     options = {"weight_type": "QInt8", "per_channel": True, "reduce_range": True}
     quantize_dynamic(
-        out / "model.fused.onnx", out / "model.int8.onnx", weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+        out / "model.fused.onnx", out / "model.int8.onnx", weight_type=QuantType.QInt8, per_channel=True,
+        reduce_range=True,
         # Without it ORT's shape inference fails on the fused graph (DESIGN.md); every user of the recipe adds it.
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
@@ -70,13 +75,15 @@ def openvino_default(prep: Prepared) -> ContenderSpec:
     import openvino  # noqa: F401  (a missing package is this contender's error, reported as such)
 
     # No precision hint: the CPU plugin's default (bf16 where the CPU has avx512_bf16/AMX); the worker records it.
-    return ContenderSpec("openvino-default", "openvino", prep.fp32_export(), prep.tokenizer_dir, options={"precision": None})
+    return ContenderSpec("openvino-default", "openvino", prep.fp32_export(), prep.tokenizer_dir,
+                         options={"precision": None})
 
 
 def openvino_f32(prep: Prepared) -> ContenderSpec:
     import openvino  # noqa: F401
 
-    return ContenderSpec("openvino-f32", "openvino", prep.fp32_export(), prep.tokenizer_dir, options={"precision": "f32"})
+    return ContenderSpec("openvino-f32", "openvino", prep.fp32_export(), prep.tokenizer_dir,
+                         options={"precision": "f32"})
 
 
 def openvino_int8_nncf(prep: Prepared, calibration_texts: int) -> ContenderSpec:
@@ -90,10 +97,36 @@ def openvino_int8_nncf(prep: Prepared, calibration_texts: int) -> ContenderSpec:
     model = ov.Core().read_model(str(prep.fp32_export()))
     names = {port.get_any_name() for port in model.inputs}
     tokenizer = load_tokenizer(prep.tokenizer_dir, prep.cfg.model.max_length)
-    feeds = [{k: v for k, v in feed.items() if k in names} for feed in calibration_feeds(tokenizer, prep.reviews, calibration_texts)]
-    quantized = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+    feeds = [{k: v for k, v in feed.items() if k in names}
+             for feed in calibration_feeds(tokenizer, prep.reviews, calibration_texts)]
+    quantized = nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER,
+                              subset_size=len(feeds))
     out = prep.work / "openvino-int8-nncf" / "openvino_model.xml"
     out.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(quantized, str(out))
-    options = {"precision": None, "nncf": nncf.__version__, "calibration_feeds": len(feeds)}
+    options = {"precision": None, "nncf": nncf.__version__, "calibration_feeds": len(feeds),
+               "nncf_input": "ov.Core().read_model(fp32 ONNX)", "ir": openvino_ir_facts(out)}
     return ContenderSpec("openvino-int8-nncf", "openvino", out, prep.tokenizer_dir, options=options)
+
+
+def openvino_ir_facts(xml: Path) -> dict:
+    """What an OpenVINO int8 IR holds and what this CPU runs of it, for results.json: ours and the NNCF peer
+    side by side (op and FakeQuantize counts, int8 weight MatMuls, FullyConnected kernels by source precision:
+    ``u8`` or ``i8`` activations, which NNCF picks per quantizer from the calibration statistics)."""
+    import openvino as ov
+
+    from structbert_lite.quantize import openvino_graph
+
+    core = ov.Core()
+    model = core.read_model(str(xml))
+    counts = openvino_graph.op_counts(model)
+    matmuls = [m for ops in openvino_graph.weight_matmuls(model).values() for m in ops]
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": 1})  # kernel choice only, nothing timed
+    return {
+        "ops": sum(counts.values()),
+        "FakeQuantize": counts.get("FakeQuantize", 0),
+        "ScaledDotProductAttention": counts.get("ScaledDotProductAttention", 0),
+        "int8_weight_matmuls": sum(m["int8_weights"] and m["quantized_input"] for m in matmuls),
+        "weight_matmuls": len(matmuls),
+        "runtime_kernels": openvino_graph.runtime_precisions(compiled),
+    }

@@ -4,8 +4,8 @@
       checkpoint/   ModelScope-layout checkpoint (random weights of the shape, or --model)   ← the steps' source
       pytorch/      save_pretrained() of the same model + tokenizer files                   ← PyTorch peers
       tokenizer/    tokenizer.json, vocab.txt, …                                            ← every contender
-      ours/<variant>/  `pipeline.build_variants` on the config's variants                   ← ours-*, and the
-                                                                                              FP32 export the peers start from
+      ours/<variant>/  `pipeline.build_variants` on the config's variants                   ← ours-*, and the FP32
+                                                                                              export the peers use
 Ours are built exactly as `make convert` builds them (same steps, same options), except that with random
 weights the int8 step's accuracy fallback is off (there is no accuracy to protect) and variants made by
 distillation are left out (the student is measured as its own shape). Nothing here times anything.
@@ -58,7 +58,8 @@ class Prepared:
         for variant in self.cfg.variants:
             if variant.step == "export" and variant.name in self.ours:
                 return self.ours[variant.name].model_path
-        raise FileNotFoundError(f"the config {self.cfg_origin} built no FP32 export (step 'export'): {self.ours_failures}")
+        raise FileNotFoundError(f"the config {self.cfg_origin} built no FP32 export (step 'export'): "
+                                f"{self.ours_failures}")
 
 
 def build_random_model(shape: dict, seed: int, vocab_size: int = VOCAB_SIZE):
@@ -122,7 +123,8 @@ def build_ours(prep: Prepared, threads: int) -> None:
     from structbert_lite.steps import SOURCE, StepContext
 
     loaded = load_classifier(prep.checkpoint_dir)
-    source = Artifact(prep.checkpoint_dir, SOURCE, {"source": {"kind": "bench", "id": prep.weights}}, format="checkpoint")
+    source = Artifact(prep.checkpoint_dir, SOURCE, {"source": {"kind": "bench", "id": prep.weights}},
+                      format="checkpoint")
     ctx = StepContext(
         name="", work_dir=prep.work / "ours", threads=threads, max_length=prep.cfg.model.max_length,
         tokenizer_dir=prep.tokenizer_dir, source=loaded, calibration_texts=list(prep.reviews), quiet=True,
@@ -146,7 +148,8 @@ def prepare_shape(settings: BenchSettings, shape_name: str, work: Path, reviews:
     for item in tokenizer_dir.iterdir():
         shutil.copyfile(item, torch_dir / item.name)
     config = model.config
-    shape = {k: getattr(config, k) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")}
+    fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size")
+    shape = {k: getattr(config, k) for k in fields}
     random_weights = weights.startswith("random")
     cfg, origin = pipeline_config(settings, random_weights)
     prep = Prepared(shape_name, shape, config.vocab_size, weights, checkpoint_dir, torch_dir, tokenizer_dir, work,

@@ -32,7 +32,8 @@ def aggregate_by_op_type(trace: list[dict], skip_runs: int = 1) -> dict:
     return {op: {"ms_per_run": us / 1000.0 / runs, "share": us / grand, "nodes": len(nodes[op])} for op, us in ordered}
 
 
-def profile_by_op_type(model_path: str, tokenizer_dir: str, threads: int, points: list, runs: int, seed: int, out_dir: str) -> dict:
+def profile_by_op_type(model_path: str, tokenizer_dir: str, threads: int, points: list, runs: int, seed: int,
+                       out_dir: str) -> dict:
     """Profile the ONNX graph at ``model_path`` at each (batch, seq_len) point, one session per point
     (run in a fresh worker process through `measure.runner.spawn_call`)."""
     import onnxruntime as ort

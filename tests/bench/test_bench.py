@@ -69,7 +69,8 @@ def test_results_json_has_the_documented_keys(quick_run):
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert set(RESULT_KEYS) <= set(results) and list(results["shapes"]) == ["base", "student"]
     assert results["ceilings"]["fp32"]["gflops_best"] > 0 and results["ceilings"]["int8"]["gflops_best"] > 0
-    assert results["machine"]["threads"] == 2 and results["machine"]["versions"]["onnxruntime"] and results["machine"]["cpu"]
+    machine = results["machine"]
+    assert machine["threads"] == 2 and machine["versions"]["onnxruntime"] and machine["cpu"]
     assert isinstance(results["trust"]["verified"], bool) and "run_queue_wait_share" in results["trust"]
     for check in results["checks"]:
         assert set(check) == {"name", "value", "limit", "passed"}
@@ -102,7 +103,8 @@ def test_baseline_ours_and_the_recipes_are_measured_on_both_shapes(quick_run):
         contenders = results["shapes"][shape_name]["contenders"]
         for name in ("pytorch-fp32", "ours-int8-dynamic", "ours-fp32", "ort-recipe-int8", "pytorch-int8-dynamic"):
             assert contenders[name]["status"] == "ok", (shape_name, name, contenders[name]["error"])
-        assert results["shapes"][shape_name]["comparisons"]["1x32"]["ratios"]["pytorch-fp32"]["vs_baseline"] == pytest.approx(1.0)
+        ratios = results["shapes"][shape_name]["comparisons"]["1x32"]["ratios"]
+        assert ratios["pytorch-fp32"]["vs_baseline"] == pytest.approx(1.0)
         assert contenders["ours-int8-dynamic"]["first_answer_max_abs_logit_diff"] < 1.0  # the same model, quantized
     student = results["shapes"]["student"]["contenders"]
     assert "optimum-avx2-int8" not in student and "openvino-f32" not in student  # the strongest peers only
@@ -113,13 +115,19 @@ def test_openvino_peers_are_measured_with_their_precision_or_reported_failed(qui
     out, results, _ = quick_run
     base = results["shapes"]["base"]["contenders"]
     if importlib.util.find_spec("openvino") is None:
-        assert all(base[n]["status"] == "failed" and "openvino" in base[n]["error"] for n in ("openvino-f32", "openvino-default"))
+        assert all(base[n]["status"] == "failed" and "openvino" in base[n]["error"]
+                   for n in ("openvino-f32", "openvino-default"))
         pytest.skip("openvino is not installed: reported as failed, as it should be")
     for name in ("openvino-f32", "openvino-default", "openvino-int8-nncf"):
         if name == "openvino-int8-nncf" and importlib.util.find_spec("nncf") is None:
             continue
         assert base[name]["status"] == "ok", (name, base[name]["error"])
         assert base[name]["details"]["INFERENCE_PRECISION_HINT"] in ("f32", "bf16", "f16")
+    int8_irs = {n: base[n]["options"]["ir"] for n in ("openvino-int8-nncf", "ours-openvino-int8")
+                if base.get(n, {}).get("status") == "ok"}
+    for name, ir in int8_irs.items():  # the recipe comparison: what each IR holds and what this CPU runs of it
+        assert ir["FakeQuantize"] > 0 and ir["int8_weight_matmuls"] == ir["weight_matmuls"] > 0, (name, ir)
+        assert sum(n for k, n in ir["runtime_kernels"].items() if k.endswith((":u8", ":i8"))) > 0, (name, ir)
     assert base["openvino-f32"]["details"]["INFERENCE_PRECISION_HINT"] == "f32"
     assert results["ceilings"]["openvino-int8"]["gflops_best"] > 0
     assert results["ceilings"]["openvino-fp32"]["gflops_best"] > 0
@@ -168,7 +176,8 @@ def test_ratios_checks_and_losing_points():
     assert table["1x128"]["best_peer"] == "peer" and table["1x128"]["best_ours"] == "ours-fp32"
     at_1x32, at_1x128, at_8x64, at_32x128, at_throughput, vs_pytorch = compare.issue_checks("base", contenders, table)
     assert at_1x32["passed"] is True and at_1x32["value"] == 1.5 and "(ours-int8-dynamic)" in at_1x32["name"]
-    assert at_1x128["value"] == pytest.approx(40 / 42) and "(ours-fp32)" in at_1x128["name"]  # fastest of ours per point
+    # the fastest of ours per point
+    assert at_1x128["value"] == pytest.approx(40 / 42) and "(ours-fp32)" in at_1x128["name"]
     assert at_8x64["passed"] is None and at_32x128["passed"] is None  # not measured: pending, not failed
     assert at_throughput["passed"] is False
     assert vs_pytorch["value"] == 5.0 and vs_pytorch["passed"] is True and vs_pytorch["limit"] == 5.0
