@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from structbert_lite.artifact import manifest_digest, read_manifest, verify_folder
+from structbert_lite.constants import polarity_ids
 from structbert_lite.errors import ArtifactError, ConfigError
 from structbert_lite.runtime import (
     SINGLE,
@@ -154,6 +155,22 @@ def resolve_max_length(settings: ServeSettings, manifest: dict[str, Any], folder
     return min(max_length, limit) if limit is not None else max_length
 
 
+def check_sentiment_labels(folder: Path) -> None:
+    """Refuse a folder whose ``id2label`` is not one negative and one positive class, as ``run`` refuses such a
+    checkpoint (`constants.polarity_ids`): the API's ``label`` would be a raw ``id2label`` string. Checked before
+    the model is loaded, so a refusal is the command's one line (nothing loaded, nothing logged)."""
+    names = read_checkpoint_labels(folder)
+    try:
+        polarity_ids(dict(enumerate(names)))
+        if len(names) != 2:
+            raise ValueError(f"it has {len(names)} labels; a sentiment classifier has 2")
+    except ValueError as exc:
+        raise ArtifactError(
+            f"refusing to serve {folder}: its config.json id2label {names} is not one negative and one "
+            f"positive class ({exc}); this server answers binary sentiment (Positive/Negative) only"
+        ) from None
+
+
 def load_engine(artifact_dir: Path, settings: ServeSettings) -> Engine:
     """Verify ``artifact_dir`` against its manifest, check the CPU, load the model. Raises ArtifactError."""
     folder = resolve_variant(Path(artifact_dir))  # a published set: its fastest variant on this CPU
@@ -165,6 +182,7 @@ def load_engine(artifact_dir: Path, settings: ServeSettings) -> Engine:
             f"  - {listing}\nRe-publish the variant (structbert-lite run ...) or copy the whole folder again."
         )
     manifest = read_manifest(folder)
+    check_sentiment_labels(folder)
     cpu = check_cpu_flags(manifest)
     info = ArtifactInfo(
         path=folder,
