@@ -4,13 +4,21 @@
 
 Builds a tiny self-labelled checkpoint, an eval file and a config, then breaks them one way at a time
 (~40 cases: checkpoints, configs, eval files, sources) and runs ``structbert-lite run`` on each in a fresh
-process. Prints one line per case (exit code, lines on stderr, seconds, the message) and the counts.
-`tests/cli/test_hostile_inputs.py` runs a fast subset in the suite.
+process. Then the cases of issue 23 (`issue23_cases`, ~20), on a set published by the real publishing code
+(`publish.output_set.OutputSet`) around a tiny exported variant: ``run --out`` inside that set, its run folder
+or a variant folder (the set must be left byte for byte as it was); variant folders whose manifest lists
+``../x`` or an absolute path, or whose files are symlinks (`verify` exits 1 naming the problem and never prints
+the digest of a file outside the folder; ``score`` refuses in one line); ``--threads 10000`` for ``score`` and
+``serve``; an eval path that is a folder, a FIFO or ``/dev/zero``, an eval line over 1 MiB (the line must say
+what the path is); ``serve`` of a folder whose labels are not a sentiment pair. Prints one line per case (exit
+code, lines on stderr, seconds, the message) and the counts. `tests/cli/test_hostile_inputs.py` runs a fast
+subset in the suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -19,11 +27,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import yaml
 
-from tests.builders import self_labels, write_eval_csv, write_tiny_checkpoint
+from tests.builders import free_port, self_labels, write_eval_csv, write_tiny_checkpoint
 from tests.cli.test_run_cli import TEXTS, tiny_config
 
 CLI = [sys.executable, "-m", "structbert_lite.cli"]
@@ -64,12 +72,15 @@ def checkpoint_cases() -> dict[str, Callable[[Path], None]]:
         "hidden_size is a string": lambda d: _edit_json(d / "config.json", hidden_size="128"),
         "heads do not divide hidden": lambda d: _edit_json(d / "config.json", num_attention_heads=3),
         "layers do not match the weights": lambda d: _edit_json(d / "config.json", num_hidden_layers=3),
-        "vocab shorter than vocab_size": lambda d: (d / vocab).write_text("\n".join((d / vocab).read_text().splitlines()[:-10]) + "\n"),
+        "vocab shorter than vocab_size": lambda d: (d / vocab).write_text(
+            "\n".join((d / vocab).read_text().splitlines()[:-10]) + "\n"),
         "vocab longer than vocab_size": lambda d: (d / vocab).write_text((d / vocab).read_text() + "extra1\nextra2\n"),
         "no vocab": lambda d: (d / vocab).unlink(),
-        "labels not a sentiment": lambda d: _edit_json(d / "config.json", id2label={"0": "体育", "1": "财经"}, label2id={"体育": 0, "财经": 1}),
+        "labels not a sentiment": lambda d: _edit_json(d / "config.json", id2label={"0": "体育", "1": "财经"},
+                                                       label2id={"体育": 0, "财经": 1}),
         "id2label and label2id disagree": lambda d: _edit_json(d / "config.json", label2id={"负面": 1, "正面": 0}),
-        "swapped labels": lambda d: _edit_json(d / "config.json", id2label={"0": "正面", "1": "负面"}, label2id={"正面": 0, "负面": 1}),
+        "swapped labels": lambda d: _edit_json(d / "config.json", id2label={"0": "正面", "1": "负面"},
+                                               label2id={"正面": 0, "负面": 1}),
     }
 
 
@@ -111,11 +122,19 @@ def _write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
-def run_case(args: list[str], cwd: Path, env: dict | None = None) -> tuple[int, list[str], float]:
+def run_case(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600,
+             stdout: bool = False) -> tuple[Optional[int], list[str], float]:
+    """(exit status, None when it ran past ``timeout`` and was killed; the non-blank lines of stderr, with
+    ``stdout`` those of stdout before them; seconds)."""
     started = time.monotonic()
-    done = subprocess.run(CLI + args, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=600)
-    lines = [line for line in done.stderr.splitlines() if line.strip()]
-    return done.returncode, lines, time.monotonic() - started
+    try:
+        done = subprocess.run(CLI + args, capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})},
+                              timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return None, [line for line in err.splitlines() if line.strip()], time.monotonic() - started
+    text = (done.stdout + "\n" if stdout else "") + done.stderr
+    return done.returncode, [line for line in text.splitlines() if line.strip()], time.monotonic() - started
 
 
 def build(work: Path) -> tuple[Path, Path, Path]:
@@ -146,11 +165,166 @@ def all_cases(work: Path, checkpoint: Path, eval_csv: Path, config: Path) -> dic
         cases[name] = (_args(checkpoint, make(work), config, work / "out" / name.replace(" ", "-")), {})
     (work / "mymodels").mkdir(exist_ok=True)
     cases["mistyped local path"] = (_args(Path("mymodels/checkpoint"), eval_csv, config, work / "out" / "typo"), {})
+    hub_id = Path("damo/nlp_structbert_sentiment-classification_chinese-base")
     cases["hub that does not answer"] = (
-        _args(Path("damo/nlp_structbert_sentiment-classification_chinese-base"), eval_csv, config, work / "out" / "hub"),
+        _args(hub_id, eval_csv, config, work / "out" / "hub"),
         {"MODELSCOPE_ENDPOINT": "http://127.0.0.1:9", "MODELSCOPE_CACHE": str(work / "ms-cache")},
     )
     return cases
+
+
+@dataclasses.dataclass
+class Expect:
+    """What an issue-23 case must end in besides "nothing changed under ``guard``"."""
+
+    says: str = ""  # a phrase the one error line must hold (what the path is, the set it would damage...)
+    guard: Optional[Path] = None  # a folder that must be left exactly as it was (paths, sizes, link targets)
+    verify: bool = False  # `verify`'s contract instead of one line and exit 2: exit 1 with ``says`` in its report
+    secret: str = ""  # text that must appear nowhere in the output (the digest of a file outside the folder)
+
+
+def tree_state(root: Path) -> dict:
+    """Every path under ``root`` (hidden ones too): a symlink as its target, a file as its size and sha256."""
+    from structbert_lite.artifact import sha256_file
+
+    state = {}
+    for path in sorted(Path(root).rglob("*")):
+        rel = str(path.relative_to(root))
+        if path.is_symlink():
+            state[rel] = "-> " + os.readlink(path)
+        elif path.is_file():
+            state[rel] = (path.stat().st_size, sha256_file(path))
+        else:
+            state[rel] = "dir"
+    return state
+
+
+def publish_tiny_set(out: Path, variant: Path) -> Path:
+    """A set published by the real publishing code (OutputSet: run folder, run manifest, symlink) around one
+    variant folder; `structbert-lite verify OUT` must say it is clean."""
+    from structbert_lite.publish.output_set import OutputSet
+    from structbert_lite.publish.publisher import write_run_manifest
+
+    with OutputSet(out, keep_runs=2) as output:
+        shutil.copytree(variant, output.run_dir / "fp32", symlinks=True)
+        report = {"name": "tiny", "passed": True, "variants": [{"name": "fp32", "published": True}]}
+        write_run_manifest(output, report, {})
+        output.switch()
+    return out
+
+
+def _resign(folder: Path, **entries: str) -> None:
+    """Add ``entries`` to a folder's manifest and sign it again: only the entries lie, the digest is right."""
+    from structbert_lite.artifact import content_digest
+
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["files"].update(entries)
+    manifest["manifest_digest"] = content_digest(manifest)
+    path.write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def tampered_variants(work: Path, variant: Path) -> dict[str, tuple[Path, str]]:
+    """Copies of ``variant`` broken one way each -> (folder, digest of the outside file it points at, or "")."""
+    from structbert_lite.artifact import sha256_file, write_manifest
+
+    made = {}
+    root = work / "tampered"
+    for name in ("../x entry", "absolute entry", "symlinked file", "symlinked directory", "labels not a pair"):
+        folder = Path(shutil.copytree(variant, root / name.replace(" ", "-").replace("/", "") / "fp32"))
+        secret = folder.parent / "secret.txt"
+        secret.write_text("not yours to hash\n", encoding="utf-8")
+        digest = ""
+        if name in ("../x entry", "absolute entry"):
+            digest = sha256_file(secret)
+            _resign(folder, **{"../secret.txt" if name.startswith("..") else str(secret): digest})
+        elif name == "symlinked file":
+            copy = folder.parent / "tokenizer-copy.json"
+            shutil.copyfile(folder / "tokenizer.json", copy)
+            (folder / "tokenizer.json").unlink()
+            (folder / "tokenizer.json").symlink_to(copy)  # identical bytes: only the link is wrong
+        elif name == "symlinked directory":
+            (folder.parent / "outside").mkdir()
+            (folder / "extra").symlink_to(folder.parent / "outside", target_is_directory=True)
+        else:
+            _edit_json(folder / "config.json", id2label={"0": "体育", "1": "财经"}, label2id={"体育": 0, "财经": 1})
+            write_manifest(folder, {"name": "tiny", "variant": "fp32"})  # a folder that verifies: only labels are off
+        made[name] = (folder, digest)
+    return made
+
+
+def out_cases(published: Path, ck: Path, ev: Path, cfg: Path) -> dict[str, tuple[list[str], dict, Expect]]:
+    """run --out inside a published set: refused in one line naming the set; the set's folder unchanged."""
+    from structbert_lite.publish.output_set import runs_root
+
+    guard = published.parent
+    targets = {
+        "out is the set's run folder": Path(os.path.realpath(published)),
+        "out inside a variant folder": published / "fp32" / "sub",
+        "out nested in the set": published / "newset",
+        "out is a variant folder": published / "fp32",
+        "out in the set's runs folder": runs_root(published) / "other",
+    }
+    return {name: (_args(ck, ev, cfg, out), {}, Expect(says="would damage", guard=guard))
+            for name, out in targets.items()}
+
+
+def issue23_cases(work: Path, checkpoint: Path, eval_csv: Path,
+                  config: Path) -> dict[str, tuple[list[str], dict, Expect]]:
+    """name -> (CLI args, extra environment, what it must end in): the hostile inputs of issue 23."""
+    from tests.score.score_support import build_variant
+
+    variant = build_variant(work / "variant" / "fp32")
+    published = publish_tiny_set(work / "area" / "tiny", variant)
+    code, lines, _ = run_case(["verify", str(published)], work, stdout=True)
+    assert code == 0, lines  # the cases below break a set that verifies
+    cases = out_cases(published, checkpoint, eval_csv, config)
+    output = work / "out" / "scored.parquet"
+    score = ["score", "--quiet", "--input", str(eval_csv), "--output", str(output)]
+    for name, (folder, digest) in tampered_variants(work, variant).items():
+        if name == "labels not a pair":
+            port = str(free_port())
+            cases["serve: labels not a sentiment pair"] = (
+                ["serve", "--artifact", str(folder), "--port", port], {}, Expect(says="negative"))
+            continue
+        says = "symlink" if "symlink" in name else "refused"
+        cases[f"verify: {name}"] = (["verify", str(folder)], {}, Expect(says=says, verify=True, secret=digest[:12],
+                                                                          guard=folder.parent))
+        cases[f"score: {name}"] = (score + ["--artifact", str(folder)], {},
+                                   Expect(says=says, secret=digest[:12], guard=folder.parent))
+    cases["score --threads 10000"] = (score + ["--artifact", str(variant), "--threads", "10000"], {},
+                                      Expect(says="--threads"))
+    cases["serve --threads 10000"] = (["serve", "--artifact", str(variant), "--threads", "10000", "--port",
+                                       str(free_port())], {}, Expect(says="--threads"))
+    (work / "eval-folder.csv").mkdir(exist_ok=True)
+    fifo = work / "eval-fifo.jsonl"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    long_line = _write(work / "eval-long-line.jsonl", json.dumps({"text": "好" * (1 << 19), "label": 1}) + "\n")
+    for name, path, says in (("eval is a folder", work / "eval-folder.csv", "is a folder"),
+                             ("eval is a FIFO", fifo, "named pipe"), ("eval is /dev/zero", Path("/dev/zero"), "device"),
+                             ("eval line over 1 MiB", long_line, "line 1 is over")):
+        out = work / "out" / name.replace(" ", "-").replace("/", "")
+        cases[name] = (_args(checkpoint, path, config, out), {}, Expect(says=says))
+    return cases
+
+
+def _leftovers(args: list[str], expect: Expect, before: Optional[dict], work: Path) -> bool:
+    if expect.guard is not None:
+        return tree_state(expect.guard) != before
+    if "--out" in args:
+        out = Path(args[args.index("--out") + 1])
+        return os.path.lexists(out) or (out.parent / f".{out.name}.runs").exists()
+    return (work / "out" / "scored.parquet").exists()
+
+
+def _passed(code: Optional[int], lines: list[str], expect: Expect) -> bool:
+    text = "\n".join(lines)
+    if expect.secret and expect.secret in text:
+        return False
+    if expect.verify:
+        return code == 1 and expect.says in text
+    return code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and expect.says in lines[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,19 +334,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    cases = all_cases(args.work, *build(args.work))
+    fixtures = build(args.work)
+    cases = {name: (cli_args, env, Expect()) for name, (cli_args, env) in all_cases(args.work, *fixtures).items()}
+    cases.update(issue23_cases(args.work, *fixtures))
     bad = []
-    for name, (cli_args, env) in cases.items():
+    for name, (cli_args, env, expect) in cases.items():
         if args.only and name not in args.only:
             continue
-        code, lines, seconds = run_case(cli_args, args.work, env)
-        out = Path(cli_args[cli_args.index("--out") + 1])
-        leftovers = os.path.lexists(out) or (out.parent / f".{out.name}.runs").exists()
-        ok = code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and not leftovers
+        before = tree_state(expect.guard) if expect.guard is not None else None
+        code, lines, seconds = run_case(cli_args, args.work, env, timeout=120, stdout=expect.verify)
+        leftovers = _leftovers(cli_args, expect, before, args.work)
+        ok = _passed(code, lines, expect) and not leftovers
         bad += [] if ok else [name]
-        print(f"{'✓' if ok else '✗'} {name}: exit {code}, {len(lines)} line(s), {seconds:.1f} s"
-              f"{', leftovers' if leftovers else ''}: {lines[-1][:160] if lines else ''}", flush=True)
-    print(json.dumps({"cases": len(cases) if not args.only else len(args.only), "not one clean line": bad}, ensure_ascii=False))
+        status = "timed out" if code is None else f"exit {code}"
+        shown = next((line for line in lines if expect.says and expect.says in line), lines[-1] if lines else "")
+        print(f"{'✓' if ok else '✗'} {name}: {status}, {len(lines)} line(s), {seconds:.1f} s"
+              f"{', leftovers' if leftovers else ''}: {shown[:160]}", flush=True)
+    counted = len(cases) if not args.only else len(args.only)
+    print(json.dumps({"cases": counted, "not one clean line": bad}, ensure_ascii=False))
     return 1 if bad else 0
 
 
