@@ -123,10 +123,15 @@ clean:
 IMAGE    ?= structbert-lite-serve:latest
 OPENVINO ?= 0
 VARIANT  ?=
-# OCI labels (org.opencontainers.image.*): the publish workflow passes its tag, commit and repository URL
+# OCI labels (org.opencontainers.image.*): the publish workflow passes its tag, commit and repository URL. They go
+# in as build arguments (the Dockerfile's LABEL) and as --label too: podman 4.3 (buildah 1.28) reuses a cached
+# LABEL step whatever the arguments' values, so a rebuild kept the last build's revision; --label sets the final one.
 VERSION  ?=
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
-SOURCE   ?=
+SOURCE   ?= https://github.com/structbert-lite/structbert-lite
+OCI_ARGS  = --build-arg REVISION=$(REVISION) --label org.opencontainers.image.revision=$(REVISION) \
+            --build-arg VERSION=$(VERSION) --label org.opencontainers.image.version=$(VERSION) \
+            --build-arg SOURCE=$(SOURCE) --label org.opencontainers.image.source=$(SOURCE)
 ENGINE   ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null 2>&1; then echo podman; fi)
 ENGINE_ENV := $(if $(filter podman,$(ENGINE)),$(if $(shell command -v runc),CONTAINERS_CONF=$${CONTAINERS_CONF:-$(CURDIR)/.ci/containers.conf}))
 
@@ -135,8 +140,8 @@ image: setup ## the serving image $(IMAGE): onnxruntime only; OPENVINO=1 adds Op
 	$(if $(ENGINE),,$(error no container engine: install docker or podman (Debian: apt-get install podman runc), or run .ci/container-setup as root))
 	@set -e; args=$$(.ci/image-context $(if $(filter 1,$(OPENVINO)),--openvino) $(if $(VARIANT),--variant '$(VARIANT)')); \
 	set -x; $(ENGINE_ENV) $(ENGINE) build $(if $(filter podman,$(ENGINE)),--format docker) -t $(IMAGE) \
-	  --build-arg OPENVINO=$(OPENVINO) --build-arg REVISION=$(REVISION) $(if $(VERSION),--build-arg VERSION=$(VERSION)) \
-	  $(if $(SOURCE),--build-arg SOURCE=$(SOURCE)) $$(for a in $$args; do printf -- '--build-arg %s ' "$$a"; done) .
+	  --build-arg OPENVINO=$(OPENVINO) $(OCI_ARGS) \
+	  $$(for a in $$args; do printf -- '--build-arg %s ' "$$a"; done) .
 
 image-run: ## serve ARTIFACT (default the set artifacts/demo: its fastest variant) from the image on $(HOST):$(PORT) (make image first)
 	$(if $(ENGINE),,$(error no container engine: install docker or podman, then `make image`))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -75,11 +76,20 @@ def sha256(path: Path) -> str:
 
 @pytest.mark.slow
 def test_the_workflow_publishes_a_release_that_verifies_after_unpacking(tmp_path, release_inputs):
+    from tests.image.image_support import find_engine
+
+    engine, why = find_engine()
+    if engine is None:  # the workflow builds and checks the serving images (tests/image/ skips alike)
+        pytest.skip(f"the publish rehearsal's image steps need a container engine: {why}")
     checkpoint, config = release_inputs
     kept = tmp_path / "kept"
     code, output, scratch_root = rehearse(tmp_path, checkpoint, config, "--allow-unverified-speed", "--keep", str(kept))
     assert code == 0, output[-4000:]
     assert "PASSED" in output and "Nothing to be done for 'setup'" in output
+    assert "Push the serving images: not run: it needs GITHUB_TOKEN" in output
+    # both images built, checked and labelled (the rehearsal reads their labels), the baked one naming its variant
+    assert re.search(r"images ghcr\.io/structbert-lite-rehearsal/structbert-lite-serve:v0\.0\.0-rehearsal "
+                     r"\([\d.]+ MB, [\w-]+ baked in, manifest sha256:", output), output[-3000:]
     assert scratch_folders(scratch_root) == []  # the scratch folder was moved to --keep
 
     served = kept / "hub-repo"  # the real repo layout the hub served

@@ -142,4 +142,6 @@ def test_make_image_passes_the_labels_on_as_build_arguments():
     build = re.sub(r"\\\n\s*", " ", out).split(" build ", 1)[1]
     for arg in (f"REVISION={SHA}", "VERSION=v1.2.0", "SOURCE=https://github.com/o/r"):
         assert f"--build-arg {arg} " in build, build
+        # also as --label: podman 4.3 reuses a cached LABEL step whatever the build arguments' values
+        assert f"--label org.opencontainers.image.{arg.lower().split('=')[0]}={arg.split('=', 1)[1]} " in build, build
     assert '--build-arg %s ' in build  # VARIANT= and VARIANT_DIGEST=, as .ci/image-context prints them
