@@ -22,8 +22,6 @@ from starlette.concurrency import run_in_threadpool
 
 from structbert_lite import __version__
 from structbert_lite.api import clip_for_model, label_score_answer, modelscope_answer
-from structbert_lite.constants import polarity_ids
-from structbert_lite.errors import ArtifactError
 from structbert_lite.publish.output_set import current_run_id, run_of_variant
 
 from .batcher import MicroBatcher
@@ -56,21 +54,6 @@ PREDICT_DOC = (
 )
 FORMAT_QUERY = Query(AnswerFormat.default, alias="format",
                      description="default: {label, score}; modelscope: {scores, labels} like ModelScope's pipeline")
-
-
-def check_sentiment_labels(engine: Engine) -> None:
-    """Refuse a folder whose ``id2label`` is not one negative and one positive class, as ``run`` refuses such a
-    checkpoint (`constants.polarity_ids`): the API's ``label`` would be a raw ``id2label`` string."""
-    names = engine.checkpoint_labels
-    try:
-        polarity_ids(dict(enumerate(names)))
-        if len(names) != 2:
-            raise ValueError(f"it has {len(names)} labels; a sentiment classifier has 2")
-    except ValueError as exc:
-        raise ArtifactError(
-            f"refusing to serve {engine.info.path}: its config.json id2label {names} is not one negative and one "
-            f"positive class ({exc}); this server answers binary sentiment (Positive/Negative) only"
-        ) from None
 
 
 def read_page() -> str:
@@ -199,7 +182,6 @@ def create_app(artifact_dir: Path, settings: Optional[ServeSettings] = None) -> 
     """The API over one variant folder. Raises ArtifactError for a folder that does not verify."""
     settings = settings or ServeSettings()
     engine = load_engine(Path(artifact_dir), settings)
-    check_sentiment_labels(engine)
     state = ServeState(engine, settings)
     page = read_page()
     PredictRequest, PredictBatchRequest = build_request_models(settings.max_batch)
