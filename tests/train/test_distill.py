@@ -20,12 +20,19 @@ from structbert_lite.config import parse_config
 from structbert_lite.convert.checkpoint import load_classifier
 from structbert_lite.errors import CheckpointError, ConfigError
 from structbert_lite.pipeline import build_variants
-from structbert_lite.train import compare_student, distill, student as student_init, teacher_logits
+from structbert_lite.train import compare_student, distill, teacher_logits
+from structbert_lite.train import student as student_init
 from structbert_lite.train.state import STATE_FILE
 from structbert_lite.train.trainer import IGNORE_LABEL
 from structbert_lite.train.transfer import build_transfer_set, read_user_rows
 from tests.builders import (
-    fast_validate, self_labels, step_context, tiny_model, wait_for_file, write_config, write_eval_csv,
+    fast_validate,
+    self_labels,
+    step_context,
+    tiny_model,
+    wait_for_file,
+    write_config,
+    write_eval_csv,
 )
 from tests.train import distill_worker
 from tests.train.synthetic import VOCAB, make_reviews, tiny_checkpoint, write_table
@@ -67,11 +74,14 @@ def test_teacher_layer_init_copies_the_chosen_teacher_layers():
     for module in ("bert.embeddings", "bert.pooler", "classifier"):
         mine, theirs = model.get_submodule(module).state_dict(), teacher.get_submodule(module).state_dict()
         assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
-    assert not torch.equal(model.bert.encoder.layer[0].output.dense.weight, teacher.bert.encoder.layer[0].output.dense.weight)
+    assert not torch.equal(model.bert.encoder.layer[0].output.dense.weight,
+                           teacher.bert.encoder.layer[0].output.dense.weight)
     assert student_init.pick_teacher_layers(12, 4) == [2, 5, 8, 11]
     assert student_init.pick_teacher_layers(12, 3) == [3, 7, 11]
-    explicit, _ = student_init.build_student(teacher, distill.Options(layers=2, teacher_layers=[0, 2]), 0, Path("unused"))
-    assert torch.equal(explicit.bert.encoder.layer[1].output.dense.weight, teacher.bert.encoder.layer[2].output.dense.weight)
+    explicit, _ = student_init.build_student(teacher, distill.Options(layers=2, teacher_layers=[0, 2]), 0,
+                                             Path("unused"))
+    assert torch.equal(explicit.bert.encoder.layer[1].output.dense.weight,
+                       teacher.bert.encoder.layer[2].output.dense.weight)
 
 
 def test_a_narrow_student_starts_random_and_teacher_layers_refuses_it():
@@ -80,7 +90,8 @@ def test_a_narrow_student_starts_random_and_teacher_layers_refuses_it():
     assert record == {"init": "random"} and model.config.hidden_size == 16 and model.config.num_hidden_layers == 1
     assert model.config.id2label == teacher.config.id2label and model.config.vocab_size == teacher.config.vocab_size
     with pytest.raises(ConfigError, match="teacher's width"):
-        student_init.build_student(teacher, distill.Options(layers=1, hidden_size=16, init="teacher-layers"), 0, Path("x"))
+        student_init.build_student(teacher, distill.Options(layers=1, hidden_size=16, init="teacher-layers"), 0,
+                                   Path("x"))
     with pytest.raises(ConfigError, match="3 layers and the teacher 2"):
         student_init.build_student(teacher, distill.Options(layers=3, init="teacher-layers"), 0, Path("x"))
 
@@ -99,14 +110,16 @@ def test_init_from_a_pretrained_encoder_loads_it_strictly(tmp_path, teacher_dir)
     (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n", encoding="utf-8")
     teacher = load_classifier(teacher_dir)
 
-    model, record = student_init.build_student(teacher.model, distill.Options(init_from=str(folder)), 0, teacher_dir / "vocab.txt")
+    model, record = student_init.build_student(teacher.model, distill.Options(init_from=str(folder)), 0,
+                                               teacher_dir / "vocab.txt")
     assert record["init"] == "checkpoint" and record["fresh"] == ["bert.pooler.dense", "classifier"]
     assert record["dropped_pretraining_heads"] > 0 and model.config.hidden_size == 24
     mine, theirs = model.state_dict(), encoder.state_dict()
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs if k.startswith("bert."))
 
     with pytest.raises(ConfigError, match="decides the student's size"):
-        student_init.build_student(teacher.model, distill.Options(init_from=str(folder), layers=2), 0, teacher_dir / "vocab.txt")
+        student_init.build_student(teacher.model, distill.Options(init_from=str(folder), layers=2), 0,
+                                   teacher_dir / "vocab.txt")
     state = encoder.state_dict()
     state.pop("bert.encoder.layer.0.output.dense.weight")
     torch.save(state, folder / "pytorch_model.bin")
@@ -134,7 +147,8 @@ def test_transfer_data_is_deduplicated_and_the_eval_texts_are_removed_and_counte
     assert data.account["removed_in_eval_set"] == 3 and data.account["conflicting_labels"] == 1
     assert data.labelled == 3 and len(build_transfer_set([(user, record)], [], max_rows=2, seed=0)) == 2
 
-    unlabelled, record = read_user_rows(str(write_table(tmp_path / "plain.csv", rows, label_column="stars")), "text", "label", ID2LABEL)
+    plain = str(write_table(tmp_path / "plain.csv", rows, label_column="stars"))
+    unlabelled, record = read_user_rows(plain, "text", "label", ID2LABEL)
     assert record["label_column"] is None and {y for _, y in unlabelled} == {IGNORE_LABEL}
     with pytest.raises(Exception, match="'neutral'"):
         read_user_rows(str(write_table(tmp_path / "bad.csv", [(a, "neutral")])), "text", "label", ID2LABEL)
@@ -145,7 +159,8 @@ def test_transfer_data_is_deduplicated_and_the_eval_texts_are_removed_and_counte
 
 def distill_config(data: Path, teacher_variant, **extra) -> object:
     options = {"layers": 1, "data": str(data), "include_reviews": False, "teacher_variant": teacher_variant,
-               "epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "max_length": 32, "threads": 1, "device": "cpu", **extra}
+               "epochs": 1, "batch_size": 16, "learning_rate": 2e-3, "max_length": 32, "threads": 1, "device": "cpu",
+               **extra}
     return parse_config({"name": "t", "model": {"max_length": 32}, "variants": [
         {"name": "fp32", "step": "export", "options": {"parity_lengths": [8, 32]}},
         {"name": "student", "step": "distill", "publish": False, "options": options},
@@ -166,7 +181,8 @@ def test_teacher_logits_are_cached_by_content_and_read_back(tmp_path, teacher_di
     first = build(tmp_path, teacher_dir, cfg, cache, "run1")["student"].meta["distill"]
     second = build(tmp_path, teacher_dir, cfg, cache, "run2")["student"].meta["distill"]
     assert first["teacher_logits"]["scored_with"] == "fp32" and first["teacher_logits"]["engine"] == "onnxruntime"
-    assert (first["cache"]["teacher_logits"], second["cache"]["teacher_logits"]) == ({"hits": 0, "misses": 1}, {"hits": 1, "misses": 0})
+    assert first["cache"]["teacher_logits"] == {"hits": 0, "misses": 1}
+    assert second["cache"]["teacher_logits"] == {"hits": 1, "misses": 0}
     assert first["teacher_logits"]["logits_sha256"] == second["teacher_logits"]["logits_sha256"]
     assert second["training"]["reused_finished_state"]  # same teacher, data and options: not trained again
     assert first["data"]["removed_in_eval_set"] == 10 and first["data"]["rows"] == len(TRANSFER_ROWS)
@@ -214,7 +230,8 @@ def test_a_killed_distill_run_resumes_to_the_uninterrupted_weights(tmp_path, tea
 
 
 def chain_config(tmp_path, with_student: bool = True) -> str:
-    variants = [{"name": "fp32", "step": "export", "options": {"parity_lengths": [8, 32]}, "gate": {"max_logit_diff": 0.001}}]
+    variants = [{"name": "fp32", "step": "export", "options": {"parity_lengths": [8, 32]},
+                 "gate": {"max_logit_diff": 0.001}}]
     if with_student:
         variants += [
             {"name": "student", "step": "distill", "gate": {"min_agreement": 0.0}, "options": {
@@ -242,7 +259,8 @@ def test_run_distills_exports_and_gates_the_student_against_the_teacher(tmp_path
     student = next(v for v in report["variants"] if v["name"] == "student-fp32")
     assert student["published"] and student["metrics"]["agreement"] is not None
     # The checkpoint itself is published (measured in PyTorch) with its curve and training record, ready to fine-tune.
-    assert {"config.json", "vocab.txt", "training.json", "training-curve.png"} <= {p.name for p in (out / "student").iterdir()}
+    published = {p.name for p in (out / "student").iterdir()}
+    assert {"config.json", "vocab.txt", "training.json", "training-curve.png"} <= published
     assert list(report["training"]) == ["student"]  # not again under student-fp32, which carries the record
     training = report["training"]["student"]
     assert training["data"]["removed_in_eval_set"] == 10 and training["teacher_logits"]["cache"] == "miss"
