@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from structbert_lite import console
+
 RESULT_PREFIX = "@@structbert-lite-download@@ "
 # Files a snapshot needs for conversion; the rest of the repo (images, docs, other formats) is skipped.
 WANTED_PATTERNS = ["*.json", "*.bin", "*.safetensors", "*.txt"]
@@ -81,6 +83,8 @@ def child_env(environ: dict[str, str], interactive: bool) -> dict[str, str]:
         env.setdefault("TQDM_DISABLE", "1")
         env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     level = logging.getLogger("structbert_lite").getEffectiveLevel()
+    if console.stage_lines_enabled():  # `run` on stderr: stage lines; the parent's one error line sums the retries
+        level = max(level, logging.WARNING)
     env[LOG_LEVEL_ENV] = str(level)
     if level >= logging.WARNING:  # --quiet: modelscope_hub configures its own logger from this variable
         env.setdefault("MODELSCOPE_LOG_LEVEL", "ERROR")

@@ -29,6 +29,11 @@ def enable_stage_lines(on: bool = True) -> None:
     _STATE["stages"] = on
 
 
+def stage_lines_enabled() -> bool:
+    """Whether stderr shows stage lines and warnings only (the full INFO log goes to OUT/run.log)."""
+    return _STATE["stages"]
+
+
 def _is_terminal() -> bool:
     return bool(getattr(sys.stderr, "isatty", None)) and sys.stderr.isatty()
 
