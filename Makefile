@@ -98,12 +98,13 @@ publish-rehearsal: setup ## rehearse .github/workflows/publish.yml here: a local
 
 # The browser test (tests/serve/test_browser.py) drives Debian's Chromium: installed here when missing (as root),
 # else one line says how, so nothing is skipped silently. PYTEST_FLAGS=--durations=15 in CI (.ci/run).
-test: setup ## the test suite (no network, tiny models); installs Chromium + ChromeDriver for the browser test
+test: setup ## ruff check, then the test suite (no network, tiny models); installs Chromium + ChromeDriver for the browser test
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "make test: installing Debian's chromium + chromium-driver for the browser test"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "make test: the browser test will be SKIPPED: install Chromium first (sudo apt-get install chromium chromium-driver)"; fi
+	$(BIN)/ruff check .   # lint first: seconds, and a finding fails before the 10-minute suite starts
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
 
 $(BIN)/mkdocs: pyproject.toml | $(BIN)/structbert-lite
