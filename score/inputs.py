@@ -115,22 +115,11 @@ def _records_frame(records: list) -> pd.DataFrame:
 def _jsonl_frames(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     """JSON Lines, one object per line (blank lines skipped), as `eval_data.read_table` parses them."""
     records: list = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ScoreError(f"--input: {path}:{number} is not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ScoreError(
-                    f"--input: {path}:{number} is a JSON {type(row).__name__}, expected an object per line"
-                )
-            records.append(row)
-            if len(records) == rows:
-                yield _records_frame(records)
-                records = []
+    for row in eval_data.iter_jsonl(path, ScoreError, "--input: "):
+        records.append(row)
+        if len(records) == rows:
+            yield _records_frame(records)
+            records = []
     if records:
         yield _records_frame(records)
 

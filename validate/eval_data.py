@@ -15,7 +15,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -104,8 +104,9 @@ def is_empty_text(value: Any) -> bool:
     return not isinstance(value, str) or not value.strip()
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    rows = []
+def iter_jsonl(path: Path, error: type[Exception] = EvalDataError, where: str = "") -> Iterator[dict]:
+    """The objects of a JSON Lines file, one line at a time (blank lines skipped); a line that is not a JSON
+    object raises ``error`` naming ``where`` (a flag, e.g. "--input: "), the file and the line number."""
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
@@ -113,11 +114,10 @@ def _read_jsonl(path: Path) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise EvalDataError(f"{path}:{number} is not valid JSON ({exc.msg})") from None
+                raise error(f"{where}{path}:{number} is not valid JSON ({exc.msg})") from None
             if not isinstance(row, dict):
-                raise EvalDataError(f"{path}:{number} is a JSON {type(row).__name__}, expected an object per line")
-            rows.append(row)
-    return rows
+                raise error(f"{where}{path}:{number} is a JSON {type(row).__name__}, expected an object per line")
+            yield row
 
 
 def what_is(path: Path) -> str:
@@ -182,7 +182,7 @@ def read_table(path: Path, max_bytes: Optional[int] = MAX_FILE_BYTES) -> tuple[l
             columns = list(dict.fromkeys(k for row in rows if isinstance(row, dict) for k in row))
             return columns, rows
         else:  # .jsonl, or .json holding one object per line
-            rows = _read_jsonl(path)
+            rows = list(iter_jsonl(path))
             columns = list(dict.fromkeys(k for row in rows for k in row))
             return columns, rows
     except EvalDataError:
