@@ -366,14 +366,21 @@ def search(fp32_model, feeds, options: Options, scorer: Scorer, folder: Path, to
 
 @contextlib.contextmanager
 def nncf_log_level(level: int) -> Iterator[None]:
-    """NNCF logs every quantizer it places at INFO to its own stdout handler; we log one line per try instead."""
+    """NNCF logs every quantizer it places at INFO to its own stdout handler, and draws a rich bar per pass
+    (statistics, SmoothQuant, bias correction) that stays on the terminal; we log one line per try instead, and
+    the run's stage line says when it is done. Below DEBUG its bars (rich's global console) are silenced too."""
+    import rich
+
     nncf_logger = logging.getLogger("nncf")
-    before = nncf_logger.level
+    before, bars = nncf_logger.level, rich.get_console()
+    was_quiet = bars.quiet
     nncf_logger.setLevel(level)
+    bars.quiet = was_quiet or level > logging.DEBUG
     try:
         yield
     finally:
         nncf_logger.setLevel(before)
+        bars.quiet = was_quiet
 
 
 def versions() -> dict:
