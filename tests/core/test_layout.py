@@ -88,6 +88,15 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
     return []
 
 
+def test_test_files_have_unique_names():
+    """The test folders have no __init__.py, so pytest imports each test file by its base name: two files of one
+    name in two folders pass alone and stop `make test` at collection ("import file mismatch")."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert not {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
 def test_no_import_cycle_between_rooms():
     graph = room_graph({path: imported_modules(path) for path in sources()})
     cycle = find_cycle(graph)

@@ -1,6 +1,6 @@
 """`score` memory does not grow with the corpus: peak RSS at 10x the rows stays within 1.3x.
 
-    .venv/bin/python -m tests.score.test_memory [--rows 30000 300000] [--formats jsonl:parquet csv:csv ...]
+    .venv/bin/python -m tests.score.test_score_memory [--rows 30000 300000] [--formats jsonl:parquet csv:csv ...]
 
 Each measurement is one real `structbert-lite score` process (the CLI's `main` in a fresh interpreter, one
 worker), whose own high-water mark (``VmHWM``, `structbert_lite.measure.machine.peak_rss_mb`) is its peak RSS.
@@ -88,7 +88,7 @@ def test_peak_rss_at_ten_times_the_rows_stays_within_1_3x(fp32_variant, tmp_path
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.score.test_memory")
+    parser = argparse.ArgumentParser(prog="python -m tests.score.test_score_memory")
     parser.add_argument("--rows", type=int, nargs="+", default=[30_000, 300_000])
     parser.add_argument("--formats", nargs="+", default=["jsonl:parquet"],
                         help="input:output suffix pairs, e.g. jsonl:parquet csv:csv parquet:jsonl")
