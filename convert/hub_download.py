@@ -83,7 +83,7 @@ def child_env(environ: dict[str, str], interactive: bool) -> dict[str, str]:
         env.setdefault("TQDM_DISABLE", "1")
         env.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     level = logging.getLogger("structbert_lite").getEffectiveLevel()
-    if console.stage_lines_enabled():  # `run` on stderr: stage lines; the parent's one error line sums the retries
+    if not console.stderr_shows_info():  # `run` (stage lines) or --quiet: the parent's error line sums the retries
         level = max(level, logging.WARNING)
     env[LOG_LEVEL_ENV] = str(level)
     if level >= logging.WARNING:  # --quiet: modelscope_hub configures its own logger from this variable

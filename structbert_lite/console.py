@@ -29,9 +29,12 @@ def enable_stage_lines(on: bool = True) -> None:
     _STATE["stages"] = on
 
 
-def stage_lines_enabled() -> bool:
-    """Whether stderr shows stage lines and warnings only (the full INFO log goes to OUT/run.log)."""
-    return _STATE["stages"]
+def stderr_shows_info() -> bool:
+    """Whether INFO records reach stderr: not with stage lines (`run`: the full log goes to OUT/run.log), not
+    with --quiet (the CLI raises its stderr handler to WARNING)."""
+    handlers = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler and h.stream is sys.stderr]
+    shown = any(h.level <= logging.INFO for h in handlers) and logging.getLogger().isEnabledFor(logging.INFO)
+    return not _STATE["stages"] and shown
 
 
 def _is_terminal() -> bool:

@@ -122,6 +122,9 @@ def _write_bytes(path: Path, data: bytes) -> Path:
     return path
 
 
+STAGE_MARKS = ("✓ ", "✗ ")
+
+
 def run_case(args: list[str], cwd: Path, env: dict | None = None, timeout: float = 600,
              stdout: bool = False) -> tuple[Optional[int], list[str], float]:
     """(exit status, None when it ran past ``timeout`` and was killed; the non-blank lines of stderr, with
@@ -134,7 +137,10 @@ def run_case(args: list[str], cwd: Path, env: dict | None = None, timeout: float
         err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
         return None, [line for line in err.splitlines() if line.strip()], time.monotonic() - started
     text = (done.stdout + "\n" if stdout else "") + done.stderr
-    return done.returncode, [line for line in text.splitlines() if line.strip()], time.monotonic() - started
+    # `run`'s stage lines (✓/✗ per stage, docs/getting-started.md) are its progress display, not error lines: an
+    # error inside a stage (the hub source) ends that stage's line with ✗ and is then the one `error:` line
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith(STAGE_MARKS)]
+    return done.returncode, lines, time.monotonic() - started
 
 
 def build(work: Path) -> tuple[Path, Path, Path]:
