@@ -56,7 +56,7 @@ def _configure_logging(verbose: int, quiet: bool, compact: bool = False) -> None
 
     console.enable_stage_lines(compact and not verbose and not quiet)
     for handler in logging.getLogger().handlers if compact and not verbose else ():
-        if type(handler) is logging.StreamHandler and handler.stream is sys.stderr:  # basicConfig's, not pytest's
+        if console.is_stderr_handler(handler):
             handler.setLevel(max(handler.level, logging.WARNING))
     if verbose < 2:
         # onnxruntime's optimizer logs every fused node at INFO through module-named loggers

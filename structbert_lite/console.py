@@ -29,10 +29,15 @@ def enable_stage_lines(on: bool = True) -> None:
     _STATE["stages"] = on
 
 
+def is_stderr_handler(handler: logging.Handler) -> bool:
+    """basicConfig's handler on stderr (not pytest's capture handlers, not OUT/run.log's file handler)."""
+    return type(handler) is logging.StreamHandler and handler.stream is sys.stderr
+
+
 def stderr_shows_info() -> bool:
     """Whether INFO records reach stderr: not with stage lines (`run`: the full log goes to OUT/run.log), not
     with --quiet (the CLI raises its stderr handler to WARNING)."""
-    handlers = [h for h in logging.getLogger().handlers if type(h) is logging.StreamHandler and h.stream is sys.stderr]
+    handlers = [h for h in logging.getLogger().handlers if is_stderr_handler(h)]
     shown = any(h.level <= logging.INFO for h in handlers) and logging.getLogger().isEnabledFor(logging.INFO)
     return not _STATE["stages"] and shown
 
